@@ -1,0 +1,33 @@
+# Thin wrappers. Each target first makes sure .venv exists with the pinned requirements.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test redis workers lab clean
+
+demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
+	$(BIN)/python -m labkit.demo
+
+test: $(VENV)/.installed        ## the whole test suite (private Redis, real workers)
+	$(BIN)/python -m pytest
+
+redis: $(VENV)/.installed       ## a real Redis in the foreground on 6379, for the terminals walkthrough
+	$(BIN)/python -m labkit.redis_server --port 6379
+
+workers: $(VENV)/.installed     ## worker1, worker2, worker3 in one terminal (see Procfile)
+	$(BIN)/honcho start
+
+lab: $(VENV)/.installed         ## JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks/
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+	  { echo "error: Python 3.10 or newer is needed — run with PYTHON=/path/to/python3.x" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+clean:                          ## remove the virtualenv and run-time files
+	rm -rf $(VENV) .run

@@ -1,0 +1,34 @@
+"""Plumbing shared by the notebooks, the tests and the demo.
+
+Nothing here is a lesson; it is what the lessons stand on::
+
+    from labkit import ensure_redis, Fleet
+
+    redis = ensure_redis()            # the URL it uses, starting a private server if needed
+    with Fleet(["worker1", "worker2", "worker3"]) as fleet:
+        ...                           # real `celery -A tasks worker` processes, ready
+    redis.stop()                      # a no-op when the Redis was already there
+
+- `labkit.redis_server`: find a Redis or start a private, real `redis-server`.
+- `labkit.processes`: start, wait for, and stop named `celery` worker processes.
+"""
+from labkit.redis_server import (
+    DEFAULT_REDIS_URL,
+    RedisNotFound,
+    RedisServer,
+    ensure_redis,
+    redis_answers,
+)
+from labkit.processes import Fleet, ProcessFailed, Worker, REPO_ROOT
+
+__all__ = [
+    "DEFAULT_REDIS_URL",
+    "Fleet",
+    "ProcessFailed",
+    "REPO_ROOT",
+    "RedisNotFound",
+    "RedisServer",
+    "Worker",
+    "ensure_redis",
+    "redis_answers",
+]

@@ -1,0 +1,70 @@
+"""The test session's real parts: one private Redis server and one fleet of real workers.
+
+- The Redis server is started before any test module is imported (tasks.py reads REDIS_URL at
+  import), on a free loopback port, and stopped when the session ends: tests never see a user's
+  Redis, and can kill or restart their own.
+- One fleet of `celery -A tasks worker` processes serves the whole session, as in Celery's own
+  integration suite; starting workers per test is slow and is where suites hang.
+- Tests that need an empty world (no worker, a notebook's own workers) use another database
+  number of the same server: queues, results and control messages are per database.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from labkit import Fleet, RedisServer
+
+PRIVATE_REDIS = RedisServer()
+
+
+def pytest_configure(config):
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        os.environ.pop(name, None)  # a user's settings must not point tests at their broker
+    PRIVATE_REDIS.start()
+    os.environ["REDIS_URL"] = PRIVATE_REDIS.url
+
+
+def pytest_unconfigure(config):
+    PRIVATE_REDIS.stop()
+
+
+def url_for_db(number: int) -> str:
+    """The private server's URL with another database number (0 is the session fleet's)."""
+    return PRIVATE_REDIS.url.rsplit("/", 1)[0] + f"/{number}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return PRIVATE_REDIS.url
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def workers(tmp_path_factory):
+    """worker1..3 on database 0, each one pool process: ready before the first test uses them."""
+    fleet = Fleet(["worker1", "worker2", "worker3"], concurrency=1,
+                  log_dir=tmp_path_factory.mktemp("worker-logs"))
+    with fleet:
+        yield fleet
+
+
+@pytest.fixture
+def run_invoker():
+    """Run `python invoker.py ARGS` as a user would; returns the CompletedProcess."""
+    def run(*args, env: dict | None = None, timeout: float = 60):
+        return subprocess.run([sys.executable, "invoker.py", *map(str, args)],
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})},
+                              cwd=os.path.dirname(os.path.dirname(__file__)))
+    return run
