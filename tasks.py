@@ -152,3 +152,44 @@ def data_extractor(self, seconds: float = 2.0):
     started = time.time()
     time.sleep(seconds)
     return {"worker": self.request.hostname, "started": started, "seconds": seconds}
+
+
+# --- Lesson 03: tasks that take a lock -------------------------------------------------------
+# Each pattern is a decorator from locks/patterns.py, placed under @app.task(bind=True).
+
+from locks.patterns import exclusive, one_per_target  # noqa: E402  (lesson order, not PEP 8's)
+
+
+@app.task(bind=True)
+@exclusive(db, "outbox", ttl=30, wait=60)
+def send_mail_from_queue_locked(self, pause: float = 0.0):
+    """`send_mail_from_queue` with its read-then-write under one lock: every email is sent once.
+
+    The lock covers the whole read → send → mark-sent step; a lock around the write alone would
+    still let two workers read the same pending email.
+    """
+    message_id = next_pending_message()                      # read
+    if message_id is None:
+        return None
+    time.sleep(pause)
+    delivery = {"message": message_id, "worker": self.request.hostname}
+    db().rpush(OUTBOX_DELIVERIES, json.dumps(delivery))      # "send" the email
+    db().hset(OUTBOX_STATUS, message_id, "sent")             # write
+    return message_id
+
+
+# One task per target at a time: a run for a busy target (dave is already being worked on) retries
+# later, after an exponential backoff with jitter, at most TARGET_MAX_RETRIES times. The rate limit
+# is per worker; run the workers with --concurrency=3. Times are seconds, settable to compress them.
+TARGET_MAX_RETRIES = int(os.environ.get("TARGET_MAX_RETRIES", "5"))
+TARGET_BACKOFF = float(os.environ.get("TARGET_BACKOFF", "1.0"))      # first retry within this
+TARGET_BACKOFF_CAP = float(os.environ.get("TARGET_BACKOFF_CAP", "30"))
+
+
+@app.task(bind=True, rate_limit=os.environ.get("TARGET_RATE_LIMIT", "20/s"))
+@one_per_target(db, "target", ttl=300, max_retries=TARGET_MAX_RETRIES,
+                base=TARGET_BACKOFF, cap=TARGET_BACKOFF_CAP)
+def run_on_target(self, target: str, seconds: float = 1.0):
+    """Work on `target` (a host, an account, a user: "dave") for `seconds`, alone."""
+    time.sleep(seconds)
+    return {"target": target, "worker": self.request.hostname, "retries": self.request.retries}
