@@ -1,0 +1,114 @@
+"""Lesson 03's task patterns, run for real: start workers, send tasks, wait, report what happened.
+
+Usage (notebook 03, tests/test_03_patterns_*.py and bench/figures_03.py call these)::
+
+    >>> report = run_outbox_demo(locked=False)     # 3 named workers drain a 12-email outbox
+    >>> report["sent_twice"], report["pending"]    # without the lock: duplicates, emails left over
+    >>> run_outbox_demo(locked=True)["sent_twice"]
+    []
+
+    >>> report = run_target_demo([("dave", 2.0), ("dave", 2.0), ("alice", 2.0)])
+    >>> report["jobs"]                              # per task: target, state, retries, runs
+
+Each run starts its own workers (named worker1…, logs in `.run/logs/lesson03/`) on their own
+queue, so a notebook's or test session's other workers never take its tasks, stops them when it
+ends, and records every task run on the run timeline (`labkit.timeline`) under a run id of its own.
+Everything talks to the Redis in REDIS_URL.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from celery.result import ResultSet
+
+from labkit.processes import LOG_DIR, Fleet
+
+QUEUE = "lesson03"
+WAIT_TIMEOUT = 120.0
+
+
+def _fleet(names: list[str], concurrency: int, env: dict | None = None) -> Fleet:
+    return Fleet(names, concurrency=concurrency, queues=[QUEUE], env=env,
+                 log_dir=Path(LOG_DIR) / "lesson03")
+
+
+def _join(results: list, timeout: float) -> None:
+    """Wait until every result is ready (success or failure); TimeoutError names what is left."""
+    deadline = time.monotonic() + timeout
+    while not all(result.ready() for result in results):
+        if time.monotonic() > deadline:
+            left = sum(not result.ready() for result in results)
+            raise TimeoutError(f"{left} of {len(results)} tasks unfinished after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _final_runs(run_id: str, task_ids: list[str], timeout: float = 10.0) -> list:
+    """The run's timeline, once every task has its last attempt on it (it lands just after the
+    result: a worker stores the result, then the task_postrun signal records the run)."""
+    from labkit import timeline
+
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = timeline.runs(run_id)
+        finished = {run.task_id for run in runs if run.outcome != "retried"}
+        if finished >= set(task_ids) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.1)
+
+
+def run_outbox_demo(locked: bool, emails: int = 12, pause: float = 0.5, workers: int = 3,
+                    timeout: float = WAIT_TIMEOUT) -> dict:
+    """`workers` workers drain an outbox of `emails`, one send task per email; who sent what.
+
+    `pause` holds each task between reading the next pending email and marking it sent: three
+    workers start their tasks within milliseconds of each other, so without a lock they all read
+    the same email every round. Returns tasks.outbox_report() plus "locked" and "seconds".
+    """
+    import tasks
+    from labkit import timeline
+
+    task = tasks.send_mail_from_queue_locked if locked else tasks.send_mail_from_queue
+    tasks.fill_outbox(emails)
+    with _fleet([f"worker{number}" for number in range(1, workers + 1)], concurrency=1):
+        run_id = timeline.start_run(f"outbox {'with' if locked else 'without'} lock")
+        started = time.monotonic()
+        results = [task.apply_async((pause,), queue=QUEUE) for _ in range(emails)]
+        _join(results, timeout)
+        seconds = time.monotonic() - started
+        runs = _final_runs(run_id, [result.id for result in results])
+    return {**tasks.outbox_report(), "locked": locked, "seconds": round(seconds, 2),
+            "run_id": run_id, "runs": runs,
+            "message_of": {result.id: result.result for result in results}}
+
+
+def run_target_demo(jobs: list[tuple[str, float]], workers: int = 1, concurrency: int = 3,
+                    max_retries: int = 5, backoff: float = 0.5, backoff_cap: float = 4.0,
+                    rate_limit: str = "20/s", timeout: float = WAIT_TIMEOUT) -> dict:
+    """Send `run_on_target(target, seconds)` for each job at once, on workers running 3 at a time.
+
+    The retry policy and rate limit reach the workers through the environment (TARGET_*).
+    Returns {"jobs": [{"target", "seconds", "task_id", "state", "retries"}], "run_id", ...};
+    timeline.runs(run_id) has every attempt, and `target_of` maps a task id to its target.
+    """
+    import tasks
+    from labkit import timeline
+
+    env = {"TARGET_MAX_RETRIES": str(max_retries), "TARGET_BACKOFF": str(backoff),
+           "TARGET_BACKOFF_CAP": str(backoff_cap), "TARGET_RATE_LIMIT": rate_limit}
+    with _fleet([f"worker{number}" for number in range(1, workers + 1)], concurrency, env):
+        run_id = timeline.start_run("one task per target")
+        results = [tasks.run_on_target.apply_async((target, seconds), queue=QUEUE)
+                   for target, seconds in jobs]
+        _join(results, timeout)
+        runs = _final_runs(run_id, [result.id for result in results])
+    report = []
+    for (target, seconds), result in zip(jobs, results):
+        outcome = result.result  # the return value, or the exception (MaxRetriesExceededError)
+        report.append({"target": target, "seconds": seconds, "task_id": result.id,
+                       "state": result.state,
+                       "retries": outcome["retries"] if result.successful() else None,
+                       "error": None if result.successful() else type(outcome).__name__})
+    return {"jobs": report, "run_id": run_id, "runs": runs, "max_retries": max_retries,
+            "target_of": {job["task_id"]: job["target"] for job in report}}

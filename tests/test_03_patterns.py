@@ -1,0 +1,111 @@
+"""Lesson 03's task patterns, with real workers: the outbox, one task per target, single instance.
+
+Each test runs a `labkit.pattern_runs` demo the way the notebook does, in a fresh Python whose
+REDIS_URL is a database of its own on the private server: its workers (started and stopped by the
+demo) never share a queue with the session fleet. The demo's report, with every task run from the
+run timeline, comes back as JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from itertools import combinations
+from types import SimpleNamespace
+
+import pytest
+import redis
+
+from conftest import url_for_db
+from labkit import REPO_ROOT
+
+OUTBOX_DB, TARGET_DB = 11, 12
+
+
+def run_demo(call: str, db: int, timeout: float = 150) -> dict:
+    """`labkit.pattern_runs.<call>` in a fresh Python on database `db`; its report."""
+    url = url_for_db(db)
+    redis.Redis.from_url(url).flushdb()
+    code = ("import dataclasses, json\n"
+            "from labkit import pattern_runs\n"
+            f"report = pattern_runs.{call}\n"
+            "report['runs'] = [dataclasses.asdict(run) for run in report['runs']]\n"
+            "print(json.dumps(report))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "REDIS_URL": url})
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    report["runs"] = [SimpleNamespace(**run) for run in report["runs"]]
+    return report
+
+
+def overlap(a, b) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+# --- ii. mutual exclusion on a shared record: the outbox ---------------------------------------
+
+def test_without_a_lock_three_workers_send_the_same_email_more_than_once():
+    report = run_demo("run_outbox_demo(locked=False, emails=12, pause=0.5)", OUTBOX_DB)
+    assert report["sent_more_than_once"], report
+    senders = {}
+    for run in report["runs"]:
+        senders.setdefault(report["message_of"][run.task_id], set()).add(run.worker)
+    assert any(len(workers) > 1 for workers in senders.values()), "sent twice by one worker only?"
+    assert report["pending"] > 0  # the sends that went to duplicates are missing elsewhere
+
+
+def test_with_the_lock_every_email_is_sent_exactly_once():
+    report = run_demo("run_outbox_demo(locked=True, emails=12, pause=0.5)", OUTBOX_DB)
+    assert report["sent_more_than_once"] == []
+    assert report["pending"] == 0
+    assert report["deliveries"] == report["messages"] == 12
+    assert len(report["runs"]) == 12 and {run.outcome for run in report["runs"]} == {"ran"}
+
+
+# --- iii. one task per target at a time --------------------------------------------------------
+
+def runs_of(report, target, outcome="ran"):
+    return [run for run in report["runs"]
+            if report["target_of"][run.task_id] == target and run.outcome == outcome]
+
+
+def test_runs_for_one_target_never_overlap_while_other_targets_run_alongside():
+    jobs = [("dave", 1.5)] * 3 + [("alice", 1.5), ("bob", 1.5)]
+    report = run_demo(f"run_target_demo({jobs!r}, concurrency=3, max_retries=30, backoff=0.25, "
+                      "backoff_cap=0.5)", TARGET_DB)
+    assert [job["state"] for job in report["jobs"]] == ["SUCCESS"] * 5, report["jobs"]
+    dave = runs_of(report, "dave")
+    assert len(dave) == 3
+    assert not any(overlap(a, b) for a, b in combinations(dave, 2)), "two dave runs at once"
+    others = runs_of(report, "alice") + runs_of(report, "bob")
+    assert any(overlap(a, b) for a in dave for b in others), "other targets waited for dave"
+    assert len(runs_of(report, "dave", "retried")) >= 2  # the two dave runs that came too early
+    ran = [run for run in report["runs"] if run.outcome == "ran"]
+    at_once = max(sum(other.start <= run.start < other.end for other in ran) for run in ran)
+    assert at_once == 3  # --concurrency=3: dave, alice and bob, and never more
+
+
+def test_a_target_that_stays_busy_makes_its_other_tasks_give_up_after_max_retries():
+    # dave's first job holds him 6 s; the others' backoffs add up to at most 0.25 + 0.5 + 1 s.
+    jobs = [("dave", 6.0), ("dave", 0.5), ("dave", 0.5)]
+    report = run_demo(f"run_target_demo({jobs!r}, max_retries=3, backoff=0.25, backoff_cap=1)",
+                      TARGET_DB)
+    first, *others = report["jobs"]
+    assert first["state"] == "SUCCESS" and first["retries"] == 0
+    for job in others:
+        assert job["state"] == "FAILURE" and job["error"] == "MaxRetriesExceededError", job
+        attempts = [run.outcome for run in sorted(report["runs"], key=lambda run: run.start)
+                    if run.task_id == job["task_id"]]
+        assert attempts == ["retried"] * 3 + ["failed"], attempts
+
+
+def test_the_rate_limit_spaces_out_the_starts_on_a_worker():
+    jobs = [(f"host{number}", 0.1) for number in range(6)]
+    report = run_demo(f"run_target_demo({jobs!r}, concurrency=3, rate_limit='2/s')", TARGET_DB)
+    starts = sorted(run.start for run in report["runs"])
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    # 2 per second: half a second apart (a quarter allowed for pool hand-over jitter); with
+    # no limit, three pool processes would start three at once.
+    assert len(starts) == 6 and min(gaps) > 0.25, gaps
