@@ -226,7 +226,25 @@ def schedule_data_extractor(sender, **_kwargs):
 # --- Lesson 03: tasks that take a lock -------------------------------------------------------
 # Each pattern is a decorator from locks/patterns.py, placed under @app.task(bind=True).
 
-from locks.patterns import exclusive, one_per_target  # noqa: E402  (lesson order, not PEP 8's)
+from locks.patterns import exclusive, one_per_target, single_instance  # noqa: E402
+
+
+# Single instance: lesson 02's slow periodic job, one run at a time. With EXTRACT_SINGLE_INSTANCE=1
+# beat sends this task for the "extract-data" entry instead: same schedule, same options.
+@app.task(bind=True)
+@single_instance(db, ttl=2 * EXTRACT_SECONDS)    # a TTL that outlives a run: redis-py's Lock
+def data_extractor_single_instance(self, seconds: float = 2.0):
+    """`data_extractor`, but a run that finds the previous one still going is skipped."""
+    started = time.time()
+    time.sleep(seconds)
+    return {"worker": self.request.hostname, "started": started, "seconds": seconds}
+
+
+@app.on_after_finalize.connect
+def schedule_single_instance_extractor(sender, **_kwargs):
+    # Connected after lesson 02's schedule_data_extractor, so it runs after it: the entry is there.
+    if os.environ.get("EXTRACT_SINGLE_INSTANCE") == "1":
+        sender.conf.beat_schedule["extract-data"]["task"] = data_extractor_single_instance.name
 
 
 @app.task(bind=True)

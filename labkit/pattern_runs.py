@@ -23,7 +23,7 @@ from pathlib import Path
 
 from celery.result import ResultSet
 
-from labkit.processes import LOG_DIR, Fleet
+from labkit.processes import LOG_DIR, Beat, Fleet
 
 QUEUE = "lesson03"
 WAIT_TIMEOUT = 120.0
@@ -52,10 +52,37 @@ def _final_runs(run_id: str, task_ids: list[str], timeout: float = 10.0) -> list
     deadline = time.monotonic() + timeout
     while True:
         runs = timeline.runs(run_id)
-        finished = {run.task_id for run in runs if run.outcome != "retried"}
+        finished = {run.task_id for run in runs if run.outcome not in (None, "retried")}
         if finished >= set(task_ids) or time.monotonic() > deadline:
             return runs
         time.sleep(0.1)
+
+
+def run_single_instance_demo(single_instance: bool, every: float = 1.0, seconds: float = 2.5,
+                             for_seconds: float = 6.0, workers: int = 3,
+                             timeout: float = WAIT_TIMEOUT) -> dict:
+    """Lesson 02's overlap run again: beat sends a `seconds`-long job `every` seconds to 3 workers.
+
+    With `single_instance`, beat sends `data_extractor_single_instance` for the same entry: a run
+    that finds the previous one still going is skipped. Beat runs `for_seconds`, then the runs
+    still going finish. Returns {"runs", "overlaps", "skipped", "ran", "run_id", ...}.
+    """
+    import tasks  # noqa: F401  (connects the timeline)
+    from labkit import timeline
+
+    env = {"EXTRACT_EVERY": str(every), "EXTRACT_SECONDS": str(seconds), "EXTRACT_QUEUE": QUEUE,
+           "EXTRACT_SINGLE_INSTANCE": "1" if single_instance else "0",
+           "MAIL_EVERY": "3600"}   # the other entry stays quiet
+    with _fleet([f"worker{number}" for number in range(1, workers + 1)], 1, env):
+        run_id = timeline.start_run("single instance" if single_instance else "overlap")
+        with Beat("beat-lesson03", env=env, log_dir=Path(LOG_DIR) / "lesson03"):
+            time.sleep(for_seconds)
+        runs = timeline.wait_until_finished(run_id, timeout=timeout)
+    runs = [run for run in runs if run.task.startswith("tasks.data_extractor")]
+    return {"runs": runs, "run_id": run_id, "single_instance": single_instance,
+            "overlaps": timeline.count_overlaps(runs),
+            "ran": sum(run.outcome == "ran" for run in runs),
+            "skipped": sum(run.outcome == "skipped" for run in runs)}
 
 
 def run_outbox_demo(locked: bool, emails: int = 12, pause: float = 0.5, workers: int = 3,

@@ -109,3 +109,27 @@ def test_the_rate_limit_spaces_out_the_starts_on_a_worker():
     # 2 per second: half a second apart (a quarter allowed for pool hand-over jitter); with
     # no limit, three pool processes would start three at once.
     assert len(starts) == 6 and min(gaps) > 0.25, gaps
+
+
+# --- i. single instance: lesson 02's overlap run again -----------------------------------------
+
+SINGLE_DB = 13
+
+
+def test_without_single_instance_a_slow_periodic_job_overlaps_itself():
+    report = run_demo("run_single_instance_demo(single_instance=False, every=1, seconds=2.5, "
+                      "for_seconds=6)", SINGLE_DB)
+    assert report["overlaps"] >= 1, report
+    assert report["skipped"] == 0
+
+
+def test_with_single_instance_runs_that_find_the_job_running_are_skipped_and_none_overlap():
+    report = run_demo("run_single_instance_demo(single_instance=True, every=1, seconds=2.5, "
+                      "for_seconds=6)", SINGLE_DB)
+    ran = [run for run in report["runs"] if run.outcome == "ran"]
+    skipped = [run for run in report["runs"] if run.outcome == "skipped"]
+    assert report["overlaps"] == 0
+    assert not any(overlap(a, b) for a, b in combinations(ran, 2))
+    assert len(ran) >= 2 and len(skipped) >= 2, report
+    for run in skipped:   # each skip happened while a run held the lock
+        assert any(other.start <= run.start < other.end for other in ran), run
