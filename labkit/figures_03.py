@@ -1,0 +1,66 @@
+"""Lesson 03's figures, drawn from real runs: `make figures-03` writes img/03_*.png.
+
+    $ python -m labkit.figures_03          # about a minute: every picture is a real run
+
+Each picture is a before/after pair (or one run) of a `labkit.pattern_runs` demo, on a private
+Redis started for the purpose (yours is never touched) and real workers and beat.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from labkit.processes import REPO_ROOT
+from labkit.redis_server import RedisServer
+
+IMG = REPO_ROOT / "img"
+
+
+def draw(runs, plt) -> list[str]:
+    written = []
+
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6.5))
+    for ax, single in zip(axes, (False, True)):
+        runs.plot_single_instance(runs.run_single_instance_demo(single, every=1, seconds=2.5,
+                                                                for_seconds=8), ax=ax)
+    written.append(_save(fig, "03_single_instance.png"))
+
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6))
+    for ax, locked in zip(axes, (False, True)):
+        runs.plot_outbox(runs.run_outbox_demo(locked, emails=12, pause=0.5), ax=ax)
+    written.append(_save(fig, "03_outbox.png"))
+
+    # dave's third task has to wait 4 s, its backoffs add up to at most 0.5 + 1 + 2 s: it gives up.
+    jobs = [("dave", 2.0)] * 3 + [("alice", 2.5), ("bob", 1.0), ("bob", 1.0), ("carol", 3.0)]
+    fig = runs.plot_targets(runs.run_target_demo(jobs, concurrency=3, max_retries=3,
+                                                 backoff=0.5, backoff_cap=2))
+    written.append(_save(fig, "03_per_target.png"))
+    return written
+
+
+def _save(fig, name: str) -> str:
+    IMG.mkdir(exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(IMG / name, dpi=110)
+    return f"img/{name}"
+
+
+def main() -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    server = RedisServer().start()
+    os.environ["REDIS_URL"] = server.url   # before tasks.py is imported: it reads REDIS_URL once
+    try:
+        from labkit import pattern_runs
+        for path in draw(pattern_runs, plt):
+            print("wrote", path)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
