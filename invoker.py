@@ -11,6 +11,8 @@ Usage (workers started first, see tasks.py)::
     error: divide raised ZeroDivisionError: division by zero (on worker1@host)
     $ python invoker.py mail --count 10      # fill the outbox; which worker sent which email
     $ python invoker.py extract --seconds 3  # a slow job
+    $ python invoker.py mail --count 10 --pause 0.3 --locked   # lesson 03: each email once
+    $ python invoker.py target dave dave alice                 # lesson 03: dave's 2nd task waits
     $ python invoker.py burst 200            # 200 tiny tasks; prints tasks per second
     $ python invoker.py --no-wait add 2 3    # fire and forget: prints the task id only
 
@@ -136,8 +138,10 @@ def run_extract(options):
 def run_mail(options):
     """Fill the outbox with --count emails and send one task per email."""
     tasks.fill_outbox(options.count)
-    results = [tasks.send_mail_from_queue.delay(options.pause) for _ in range(options.count)]
-    print(f"outbox: {options.count} pending emails; sent {len(results)} send_mail_from_queue tasks")
+    locked = getattr(options, "locked", False)   # the tour calls this without the option
+    task = tasks.send_mail_from_queue_locked if locked else tasks.send_mail_from_queue
+    results = [task.delay(options.pause) for _ in range(options.count)]
+    print(f"outbox: {options.count} pending emails; sent {len(results)} {task.name[6:]} tasks")
     if options.no_wait:
         return None
     deadline = time.monotonic() + options.timeout
@@ -150,6 +154,24 @@ def run_mail(options):
           f"sent more than once: {', '.join(report['sent_more_than_once']) or 'none'}; "
           f"still pending: {report['pending']}")
     return report
+
+
+def run_target(options):
+    """One run_on_target task per TARGET, all at once: a busy target makes its task retry later."""
+    results = [tasks.run_on_target.delay(target, options.seconds) for target in options.targets]
+    if options.no_wait:
+        print("\n".join(result.id for result in results))
+        return None
+    deadline = time.monotonic() + options.timeout
+    for target, result in zip(options.targets, results):
+        try:
+            value = wait_for(result, max(0.1, deadline - time.monotonic()))
+            print(f"  {target:<10} ran on {value['worker']} after {value['retries']} retries")
+        except InvokerError as error:
+            if result.state != "FAILURE":
+                raise
+            print(f"  {target:<10} gave up: {error}")
+    return results
 
 
 def run_burst(options):
@@ -249,7 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--count", type=positive_int, default=10, help="emails (default 10)")
     cmd.add_argument("--pause", type=non_negative_float, default=0.0,
                      help="seconds between reading and marking an email sent (widens the race)")
+    cmd.add_argument("--locked", action="store_true",
+                     help="send with send_mail_from_queue_locked: every email exactly once")
     cmd.set_defaults(run=run_mail)
+
+    cmd = sub.add_parser("target", help="one task per target at a time (lesson 03)",
+                         description="Send run_on_target(TARGET, SECONDS) for each TARGET at "
+                                     "once; tasks for a busy target retry later, with backoff.")
+    cmd.add_argument("targets", nargs="+", metavar="TARGET", help="e.g. dave dave alice")
+    cmd.add_argument("--seconds", type=non_negative_float, default=2.0)
+    cmd.set_defaults(run=run_target)
 
     cmd = sub.add_parser("extract", help="a slow job (data_extractor)",
                          description="Run data_extractor for SECONDS.")

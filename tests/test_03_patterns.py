@@ -133,3 +133,21 @@ def test_with_single_instance_runs_that_find_the_job_running_are_skipped_and_non
     assert len(ran) >= 2 and len(skipped) >= 2, report
     for run in skipped:   # each skip happened while a run held the lock
         assert any(other.start <= run.start < other.end for other in ran), run
+
+
+# --- the same, from the command line (the session's workers) ----------------------------------
+
+def test_invoker_mail_locked_sends_every_email_once(workers, run_invoker):
+    done = run_invoker("--timeout", 60, "mail", "--count", 6, "--pause", 0.2, "--locked")
+    assert done.returncode == 0, done.stderr
+    assert "send_mail_from_queue_locked" in done.stdout
+    assert "sent more than once: none; still pending: 0" in done.stdout
+
+
+def test_invoker_target_runs_each_target_and_reports_retries(workers, run_invoker):
+    done = run_invoker("--timeout", 60, "target", "dave", "dave", "alice", "--seconds", 0.5)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["dave", "dave", "alice"]
+    assert all(line[1] == "ran" for line in lines), done.stdout
+    assert int(lines[1][-2]) >= 1  # the second dave task found dave busy at least once
