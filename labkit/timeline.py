@@ -155,6 +155,8 @@ def connect(app, url: str | None = None) -> None:
     """
     global _recorder
     if _recorder is not None:
+        if url != _recorder.url:
+            _recorder._client = None
         _recorder.url, _recorder.app = url, app
         return
     _recorder = _Recorder(url, app)
@@ -172,23 +174,36 @@ def _require_recorder() -> _Recorder:
     return _recorder
 
 
-def start_run(name: str | None = None) -> str:
+_other_clients: dict[str, redis.Redis] = {}
+
+
+def _client(url: str | None) -> redis.Redis:
+    """The recorder's Redis, or the one at `url` (workers that record into another database)."""
+    if url is None:
+        return _require_recorder().client()
+    if url not in _other_clients:
+        _other_clients[url] = redis.Redis.from_url(url, decode_responses=True)
+    return _other_clients[url]
+
+
+def start_run(name: str | None = None, url: str | None = None) -> str:
     """Start a new run: from now on task runs are recorded under the returned run id.
 
     Tasks this process sends carry the id in their headers; tasks sent by anyone else (beat)
-    fall into it because it becomes the current run in Redis.
+    fall into it because it becomes the current run in Redis. `url`: the Redis the workers
+    record into, when it is not this process's (e.g. workers started on another database).
     """
     recorder = _require_recorder()
     slug = "".join(c if c.isalnum() else "-" for c in (name or "run")).strip("-")[:40] or "run"
     run_id = f"{slug}-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    recorder.client().set(CURRENT_RUN_KEY, run_id, ex=KEEP_SECONDS)
+    _client(url).set(CURRENT_RUN_KEY, run_id, ex=KEEP_SECONDS)
     recorder.own_run = run_id
     return run_id
 
 
-def current_run() -> str | None:
+def current_run(url: str | None = None) -> str | None:
     """The run id task runs are recorded under right now, or None."""
-    return _require_recorder().client().get(CURRENT_RUN_KEY)
+    return _client(url).get(CURRENT_RUN_KEY)
 
 
 def set_outcome(outcome: str) -> None:
@@ -258,9 +273,9 @@ def _on_revoked(sender=None, request=None, expired=False, **_kwargs):
 
 # --- Reading -------------------------------------------------------------------------------
 
-def runs(run_id: str | None = None) -> list[Run]:
+def runs(run_id: str | None = None, url: str | None = None) -> list[Run]:
     """The runs recorded under `run_id` (default: the current run), by start time."""
-    client = _require_recorder().client()
+    client = _client(url)
     run_id = run_id or client.get(CURRENT_RUN_KEY)
     if not run_id:
         return []
@@ -273,14 +288,15 @@ def runs(run_id: str | None = None) -> list[Run]:
     return found
 
 
-def wait_until_finished(run_id: str | None = None, timeout: float = 30.0) -> list[Run]:
+def wait_until_finished(run_id: str | None = None, timeout: float = 30.0,
+                        url: str | None = None) -> list[Run]:
     """Wait until every started run of `run_id` has ended; return the runs.
 
     Raises TimeoutError naming the unfinished tasks after `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
     while True:
-        found = runs(run_id)
+        found = runs(run_id, url)
         unfinished = [run for run in found if run.end is None]
         if not unfinished:
             return found
