@@ -115,9 +115,14 @@ def one_per_target(db, argument: str, ttl: float, max_retries: int,
             lock = db().lock(f"lock:{self.name}:{target}", timeout=ttl, blocking=False,
                              lock_class=lock_class or LOCK_CLASS)
             if not lock.acquire():
-                delay = backoff(self.request.retries, base, cap)
-                logger.info("%s: %s is busy, retry %d in %.2f s", self.name, target,
-                            self.request.retries + 1, delay)
+                retries = self.request.retries
+                delay = backoff(retries, base, cap)
+                if retries < max_retries:
+                    logger.info("%s: %s is busy, retry %d in %.2f s", self.name, target,
+                                retries + 1, delay)
+                else:
+                    logger.warning("%s: %s still busy after %d retries, giving up", self.name,
+                                   target, retries)
                 raise self.retry(countdown=delay, max_retries=max_retries)
             try:
                 return run(self, *args, **kwargs)
