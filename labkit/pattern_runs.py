@@ -1,27 +1,29 @@
 """Lesson 03's task patterns, run for real: start workers, send tasks, wait, report what happened.
 
-Usage (notebook 03, tests/test_03_patterns_*.py and bench/figures_03.py call these)::
+Usage (notebook 03, tests/test_03_patterns.py and labkit/figures_03.py call these)::
 
+    >>> report = run_single_instance_demo(single_instance=True)   # beat, 3 workers, a slow job
+    >>> report["overlaps"], report["skipped"]
+    (0, 4)
     >>> report = run_outbox_demo(locked=False)     # 3 named workers drain a 12-email outbox
-    >>> report["sent_twice"], report["pending"]    # without the lock: duplicates, emails left over
-    >>> run_outbox_demo(locked=True)["sent_twice"]
+    >>> report["sent_more_than_once"], report["pending"]   # duplicates, and emails never sent
+    (['0001', '0002', '0003', '0004'], 8)
+    >>> run_outbox_demo(locked=True)["sent_more_than_once"]
     []
 
     >>> report = run_target_demo([("dave", 2.0), ("dave", 2.0), ("alice", 2.0)])
-    >>> report["jobs"]                              # per task: target, state, retries, runs
+    >>> report["jobs"]                              # per task: target, state, retries
+    >>> plot_targets(report)                        # and plot_outbox, plot_single_instance
 
-Each run starts its own workers (named worker1…, logs in `.run/logs/lesson03/`) on their own
-queue, so a notebook's or test session's other workers never take its tasks, stops them when it
-ends, and records every task run on the run timeline (`labkit.timeline`) under a run id of its own.
-Everything talks to the Redis in REDIS_URL.
+Each run starts its own workers (named worker1…, logs in `.run/logs/lesson03/`) on a queue of
+their own, so a notebook's or test session's other workers never take its tasks, and stops them
+when it ends; every task run lands on the run timeline (`labkit.timeline`) under a run id of its
+own. Everything talks to the Redis in REDIS_URL.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-
-from celery.result import ResultSet
 
 from labkit.processes import LOG_DIR, Beat, Fleet
 
@@ -30,8 +32,22 @@ WAIT_TIMEOUT = 120.0
 
 
 def _fleet(names: list[str], concurrency: int, env: dict | None = None) -> Fleet:
+    _fresh_start()
     return Fleet(names, concurrency=concurrency, queues=[QUEUE], env=env,
                  log_dir=Path(LOG_DIR) / "lesson03")
+
+
+def _fresh_start() -> None:
+    """Drop what an interrupted earlier run may have left: queued tasks, and the locks of workers
+    killed mid-task (they would expire, but only after their TTL). Never do this in production."""
+    import tasks
+
+    with tasks.app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(QUEUE)
+    for pattern in ("lock:outbox", "lock:tasks.*"):
+        for key in tasks.db().scan_iter(match=pattern):
+            if not key.endswith(":fence"):   # fencing tokens only ever go up
+                tasks.db().delete(key)
 
 
 def _join(results: list, timeout: float) -> None:
