@@ -111,7 +111,9 @@ def one_per_target(db, argument: str, ttl: float, max_retries: int,
 
         @functools.wraps(run)
         def wrapper(self, *args, **kwargs):
-            target = signature.bind(self, *args, **kwargs).arguments[argument]
+            call = signature.bind(self, *args, **kwargs)
+            call.apply_defaults()
+            target = call.arguments[argument]
             lock = db().lock(f"lock:{self.name}:{target}", timeout=ttl, blocking=False,
                              lock_class=lock_class or LOCK_CLASS)
             if not lock.acquire():

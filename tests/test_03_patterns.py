@@ -67,6 +67,15 @@ def test_with_the_lock_every_email_is_sent_exactly_once():
 
 # --- iii. one task per target at a time --------------------------------------------------------
 
+def test_backoff_grows_exponentially_up_to_its_cap_and_is_jittered():
+    from locks.patterns import backoff
+
+    for retries, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (6, 5.0)]:
+        delays = [backoff(retries, base=0.5, cap=5.0) for _ in range(200)]
+        assert all(0 <= delay <= ceiling for delay in delays)
+        assert max(delays) > 0.8 * ceiling and len(set(delays)) > 100   # spread, not fixed
+
+
 def runs_of(report, target, outcome="ran"):
     return [run for run in report["runs"]
             if report["target_of"][run.task_id] == target and run.outcome == outcome]
