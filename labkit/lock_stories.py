@@ -143,7 +143,7 @@ def _hold_for_ever(url, prefix, lock_class, ttl, acquired) -> None:
     client = _client(url)
     lock = lock_class(client, f"{prefix}:lock", timeout=ttl)
     lock.acquire(blocking_timeout=WAIT)
-    note(client, prefix, "A", "acquired")
+    note(client, prefix, "A", "acquired", fence=getattr(lock, "fence", None))
     acquired.set()
     time.sleep(3600)  # "working": it will be SIGKILLed, and release() never runs
 
