@@ -1,0 +1,28 @@
+"""Step a — no lock: read-modify-write from several processes loses updates.
+
+    value = GET counter        # process 1 reads 41, and so does process 2
+    SET counter value + 1      # both write 42: one increment is lost
+
+`show()` runs 8 processes × 500 increments. A barrier between the read and the write makes all
+eight read before any of them writes, every round, so the loss is certain, not luck: the counter
+ends at 500, not 4000. (Without the barrier the loss still happens, only by how much varies.)
+With a lock around the three steps the counter is exact, even with a sleep widening the window.
+
+Redis has INCR for this one case; the lock is for read-modify-write that no single command does.
+"""
+from __future__ import annotations
+
+from labkit.lock_stories import count_up, increment  # noqa: F401  (increment: the racy code)
+
+KEY = "lesson03:a:counter"
+
+
+def show(url: str, processes: int = 8, times: int = 500) -> int:
+    """The counter after `processes` × `times` forced-racy increments without a lock."""
+    return count_up(url, KEY, processes, times, lock_class=None, forced=True)
+
+
+def show_fixed(url: str, lock_class, processes: int = 8, times: int = 500,
+               window: float = 0.0) -> int:
+    """The same increments, each inside `lock_class` (e.g. locks.Lock): the counter is exact."""
+    return count_up(url, KEY, processes, times, lock_class=lock_class, window=window)

@@ -1,0 +1,246 @@
+"""`Lock`: redis-py's lock, plus a fencing token, optional auto-renewal and fenced writes.
+
+Usage::
+
+    import redis
+    from locks import Lock, StaleFenceError
+
+    client = redis.Redis.from_url("redis://localhost:6379/0")
+    with client.lock("report", timeout=10, lock_class=Lock) as lock:   # a drop-in for redis.lock.Lock
+        lock.fence                                  # 17: this holder's fencing token
+        lock.fenced_write("report:latest", "...")   # refused if a newer holder has written
+
+    lock = Lock(client, "report", timeout=10, auto_renewal=True)   # a watchdog extends the lease
+    with lock:
+        for chunk in work:
+            ...                                     # may take longer than 10 s
+            if lock.lost.is_set():                  # an extension failed: stop before doing harm
+                break
+
+What it adds to `redis.lock.Lock`, which does the rest (blocking, sleeping, thread-local tokens,
+the compare-and-delete release, `extend`, `reacquire`, `owned`, the exceptions):
+
+- **A fencing token.** Each acquire also increments `<name>:fence` in the same Lua script, so
+  holders get strictly increasing integers (one round trip, as plain redis-py). The token is at
+  `<name>` exactly as in redis-py; in Redis Cluster give the name a hash tag, e.g. `{report}`.
+- **Auto-renewal** (`auto_renewal=True`, needs a `timeout`): a daemon thread resets the TTL every
+  `renewal_interval` seconds (a third of the timeout by default). If an extension is refused, or
+  none has succeeded for a whole timeout, `lock.lost` (a `threading.Event`) is set.
+- **Fenced writes.** `lock.fenced_write(key, value)` sets `key` only if this holder's fence is
+  at least the highest fence that key has seen (kept in `<key>:fence`). A holder that was paused
+  past its lease (GC, SIGSTOP, a VM migration) comes back with an old fence and is refused with
+  `StaleFenceError` instead of overwriting a newer holder's work; once `lost` is set it gets
+  `LockLostError` without even trying.
+
+A lease is not mutual exclusion: renewal runs in the paused process too, so only the resource
+can tell an old holder from a new one. Fencing needs the resource's cooperation: here the resource
+is a Redis key written through a Lua script; a database would check the fence in its UPDATE.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Optional
+
+import redis
+import redis.lock
+from redis.exceptions import LockError, LockNotOwnedError
+from redis.typing import Number
+
+logger = logging.getLogger(__name__)
+
+
+class LockLostError(LockError):
+    """The lock's lease ended while its holder still ran (a renewal failed): stop writing."""
+
+
+class StaleFenceError(LockError):
+    """The resource has seen a newer fencing token: this holder's write was refused."""
+
+
+# KEYS[1] resource key, KEYS[2] the highest fence the resource has seen
+# ARGV[1] value, ARGV[2] the writer's fencing token
+# returns 1 when written, 0 when a newer fence was seen before (nothing is written)
+FENCED_WRITE_SCRIPT = """
+    local highest = tonumber(redis.call('get', KEYS[2]) or '0')
+    if tonumber(ARGV[2]) < highest then
+        return 0
+    end
+    redis.call('set', KEYS[2], ARGV[2])
+    redis.call('set', KEYS[1], ARGV[1])
+    return 1
+"""
+
+
+def fence_key(key: str) -> str:
+    """Where the fencing token counter of lock `key`, or the highest fence of resource `key`, lives."""
+    return f"{key}:fence"
+
+
+def fenced_write(client: redis.Redis, key: str, value, fence: int) -> bool:
+    """Set `key` to `value` if `fence` ≥ every fence `key` has accepted; True when written."""
+    script = client.register_script(FENCED_WRITE_SCRIPT)  # EVALSHA; loads the script once if needed
+    return bool(script(keys=[key, fence_key(key)], args=[value, fence], client=client))
+
+
+class Lock(redis.lock.Lock):
+    """A drop-in `redis.lock.Lock` with a fencing token, auto-renewal and fenced writes."""
+
+    lua_acquire = None
+    lua_fenced_write = None
+
+    # KEYS[1] lock name, KEYS[2] fence counter
+    # ARGV[1] token, ARGV[2] ttl in ms ("0": no expiry)
+    # returns the new fencing token, or 0 when the lock is held by someone else
+    LUA_ACQUIRE_SCRIPT = """
+        local ok
+        if tonumber(ARGV[2]) > 0 then
+            ok = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+        else
+            ok = redis.call('set', KEYS[1], ARGV[1], 'NX')
+        end
+        if not ok then
+            return 0
+        end
+        return redis.call('incr', KEYS[2])
+    """
+
+    LUA_FENCED_WRITE_SCRIPT = FENCED_WRITE_SCRIPT
+
+    def __init__(
+        self,
+        redis,
+        name: str,
+        timeout: Optional[Number] = None,
+        sleep: Number = 0.1,
+        blocking: bool = True,
+        blocking_timeout: Optional[Number] = None,
+        thread_local: bool = True,
+        raise_on_release_error: bool = True,
+        *,
+        auto_renewal: bool = False,
+        renewal_interval: Optional[Number] = None,
+    ):
+        """The arguments of `redis.lock.Lock`, plus:
+
+        ``auto_renewal``: while held, a daemon thread resets the TTL to ``timeout`` every
+        ``renewal_interval`` seconds (default ``timeout / 3``); when that fails, ``lost`` is set.
+        Through ``redis_client.lock(...)``, pass ``lock_class=functools.partial(Lock,
+        auto_renewal=True)``.
+        """
+        if auto_renewal and not timeout:
+            raise LockError("auto_renewal needs a timeout: a lock without one never expires",
+                            lock_name=name)
+        super().__init__(redis, name, timeout=timeout, sleep=sleep, blocking=blocking,
+                         blocking_timeout=blocking_timeout, thread_local=thread_local,
+                         raise_on_release_error=raise_on_release_error)
+        self.auto_renewal = auto_renewal
+        self.renewal_interval = renewal_interval or (timeout / 3 if timeout else None)
+        self.local.fence = None
+        self.lost = threading.Event()
+        self._watchdog: Optional[_Watchdog] = None
+
+    def register_scripts(self) -> None:
+        super().register_scripts()
+        cls = self.__class__
+        if cls.lua_acquire is None:
+            cls.lua_acquire = self.redis.register_script(cls.LUA_ACQUIRE_SCRIPT)
+        if cls.lua_fenced_write is None:
+            cls.lua_fenced_write = self.redis.register_script(cls.LUA_FENCED_WRITE_SCRIPT)
+
+    @property
+    def fence(self) -> Optional[int]:
+        """This holder's fencing token, or None when it does not hold the lock."""
+        if getattr(self.local, "token", None) is None:
+            return None
+        return getattr(self.local, "fence", None)
+
+    def acquire(self, sleep=None, blocking=None, blocking_timeout=None, token=None) -> bool:
+        acquired = super().acquire(sleep=sleep, blocking=blocking,
+                                   blocking_timeout=blocking_timeout, token=token)
+        if acquired:
+            self.lost.clear()
+            if self.auto_renewal:
+                self._start_watchdog(self.local.token)
+        return acquired
+
+    def do_acquire(self, token) -> bool:
+        ttl_ms = int(self.timeout * 1000) if self.timeout else 0
+        fence = self.lua_acquire(keys=[self.name, fence_key(self.name)], args=[token, ttl_ms],
+                                 client=self.redis)
+        if not fence:
+            return False
+        self.local.fence = int(fence)
+        return True
+
+    def release(self) -> None:
+        self._stop_watchdog()
+        try:
+            super().release()
+        finally:
+            self.local.fence = None
+
+    def fenced_write(self, key: str, value) -> None:
+        """Set `key` to `value` unless a newer holder has written it (see the module docstring).
+
+        Raises LockLostError once a renewal failed, StaleFenceError when the resource has seen a
+        newer fence, LockError when this lock is not held.
+        """
+        if self.lost.is_set():
+            raise LockLostError(f"lock {self.name!r} was lost (its renewal failed): "
+                                f"not writing {key!r}", lock_name=self.name)
+        fence = self.fence
+        if fence is None:
+            raise LockError(f"cannot write {key!r} through lock {self.name!r}: it is not held",
+                            lock_name=self.name)
+        if not self.lua_fenced_write(keys=[key, fence_key(key)], args=[value, fence],
+                                     client=self.redis):
+            raise StaleFenceError(f"write to {key!r} refused: fence {fence} of lock {self.name!r} "
+                                  "is older than one the resource has seen", lock_name=self.name)
+
+    def _start_watchdog(self, token) -> None:
+        self._stop_watchdog()
+        self._watchdog = _Watchdog(self, token)
+        self._watchdog.start()
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stop()
+
+
+class _Watchdog(threading.Thread):
+    """Resets the lease of one holder (one token) until stopped, or until it cannot."""
+
+    def __init__(self, lock: Lock, token):
+        super().__init__(name=f"lock-renewal:{lock.name}", daemon=True)
+        self.lock = lock
+        self.token = token  # captured here: with thread_local tokens, this thread sees none
+        self.ttl_ms = int(lock.timeout * 1000)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        confirmed_at = time.monotonic()
+        while not self.stopped.wait(self.lock.renewal_interval):
+            asked_at = time.monotonic()
+            try:
+                renewed = self.lock.lua_reacquire(keys=[self.lock.name],
+                                                  args=[self.token, self.ttl_ms],
+                                                  client=self.lock.redis)
+            except redis.RedisError as error:  # Redis unreachable: the lease may still run
+                logger.warning("renewing lock %r failed: %s", self.lock.name, error)
+                renewed = None
+            if renewed:
+                confirmed_at = asked_at  # the new TTL started no earlier than we asked
+                continue
+            if renewed is not None or time.monotonic() - confirmed_at >= self.lock.timeout:
+                if not self.stopped.is_set():  # a release racing us is not a loss
+                    logger.warning("lock %r lost: its lease could not be renewed", self.lock.name)
+                    self.lock.lost.set()
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self is not threading.current_thread():
+            self.join()

@@ -1,0 +1,211 @@
+"""Lesson 03: `locks.Lock`, the one to use — a drop-in redis-py lock with fencing and renewal."""
+import functools
+import inspect
+import multiprocessing
+import time
+import uuid
+
+import pytest
+import redis
+import redis.lock
+
+from labkit.lock_stories import crashed_holder
+from locks import (Lock, LockError, LockLostError, LockNotOwnedError, StaleFenceError,
+                   fenced_write)
+
+
+@pytest.fixture
+def name():
+    return f"lesson03:test:{uuid.uuid4().hex[:8]}"
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+# --- a drop-in for redis.lock.Lock ------------------------------------------------------------
+
+def test_lock_takes_every_argument_of_redis_py_lock_with_the_same_default():
+    ours = inspect.signature(Lock.__init__).parameters
+    for parameter in inspect.signature(redis.lock.Lock.__init__).parameters.values():
+        assert ours[parameter.name].default == parameter.default, parameter.name
+        assert ours[parameter.name].kind == parameter.kind, parameter.name
+    for method in ("acquire", "release", "extend", "reacquire", "locked", "owned"):
+        assert (inspect.signature(getattr(Lock, method)).parameters.keys()
+                == inspect.signature(getattr(redis.lock.Lock, method)).parameters.keys())
+
+
+def test_redis_client_lock_with_lock_class_gives_a_fenced_lock_at_exactly_that_name(
+        redis_client, name):
+    lock = redis_client.lock(name, timeout=5, lock_class=Lock)
+    assert isinstance(lock, Lock) and not lock.locked()
+    with lock:
+        assert redis_client.get(name) == lock.local.token.decode()
+        assert lock.owned() and lock.locked() and lock.fence == 1
+        assert lock.extend(5) and lock.reacquire()
+    assert not lock.locked() and lock.fence is None
+
+
+def test_lock_works_with_a_bytes_client_too(redis_url, name):
+    client = redis.Redis.from_url(redis_url)  # decode_responses=False
+    with client.lock(name, timeout=5, lock_class=Lock) as lock:
+        assert lock.owned() and client.get(name) == lock.local.token
+
+
+def test_auto_renewal_through_redis_client_lock_with_a_partial(redis_client, name):
+    lock = redis_client.lock(name, timeout=0.3, lock_class=functools.partial(Lock, auto_renewal=True))
+    with lock:
+        time.sleep(0.9)
+        assert lock.owned()
+
+
+def test_auto_renewal_needs_a_timeout(redis_client, name):
+    with pytest.raises(LockError, match="auto_renewal needs a timeout"):
+        Lock(redis_client, name, auto_renewal=True)
+
+
+# --- fencing tokens ---------------------------------------------------------------------------
+
+def test_fencing_tokens_strictly_increase_per_lock_name(redis_client, name):
+    fences = []
+    for _ in range(5):
+        with Lock(redis_client, name, timeout=5) as lock:
+            fences.append(lock.fence)
+    with Lock(redis_client, name + ":other", timeout=5) as other:
+        assert other.fence == 1  # each name counts on its own
+    assert fences == [1, 2, 3, 4, 5]
+
+
+class CountingRedis(redis.Redis):
+    """Counts the commands the client sends: each is one round trip."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sent = []
+
+    def execute_command(self, *args, **options):
+        self.sent.append(args[0])
+        return super().execute_command(*args, **options)
+
+
+def test_acquire_is_one_round_trip_and_release_is_one(redis_url, name):
+    client = CountingRedis.from_url(redis_url)
+    with Lock(client, name, timeout=5):
+        pass  # the first use may load the scripts (SCRIPT LOAD after NOSCRIPT)
+    lock = Lock(client, name, timeout=5)
+    client.sent.clear()
+    lock.acquire()
+    assert client.sent == ["EVALSHA"]
+    client.sent.clear()
+    lock.release()
+    assert client.sent == ["EVALSHA"]
+
+
+def test_the_resource_takes_a_write_only_with_a_fence_at_least_the_highest_seen(redis_client,
+                                                                               name):
+    resource = name + ":resource"
+    assert fenced_write(redis_client, resource, "from 2", 2)
+    assert fenced_write(redis_client, resource, "again from 2", 2)  # the same holder, again
+    assert not fenced_write(redis_client, resource, "from 1", 1)
+    assert fenced_write(redis_client, resource, "from 3", 3)
+    assert redis_client.get(resource) == "from 3"
+
+
+def test_a_holder_whose_lease_expired_cannot_write_after_the_next_holder(redis_client, name):
+    old = Lock(redis_client, name, timeout=0.1)
+    old.acquire()
+    time.sleep(0.2)  # the lease ends while the old holder is still "working"
+    with Lock(redis_client, name, timeout=5) as new:
+        new.fenced_write(name + ":resource", "new")
+        with pytest.raises(StaleFenceError, match="refused"):
+            old.fenced_write(name + ":resource", "old")
+    assert redis_client.get(name + ":resource") == "new"
+
+
+def test_a_fenced_write_without_holding_the_lock_is_an_error(redis_client, name):
+    with pytest.raises(LockError, match="not held"):
+        Lock(redis_client, name, timeout=5).fenced_write(name + ":resource", "x")
+
+
+# --- only the owner ---------------------------------------------------------------------------
+
+def test_only_the_owner_can_release_or_extend(redis_client, name):
+    owner, other = Lock(redis_client, name, timeout=0.2), Lock(redis_client, name, timeout=5)
+    owner.acquire()
+    for attempt in (other.release, lambda: other.extend(5), other.reacquire):
+        with pytest.raises(LockError):
+            attempt()
+    assert owner.owned()
+    time.sleep(0.3)  # the owner's lease runs out; `other` takes the lock
+    assert other.acquire(blocking=False)
+    for attempt in (lambda: owner.extend(5), owner.reacquire, owner.release):
+        with pytest.raises(LockNotOwnedError):
+            attempt()
+    assert other.owned() and redis_client.get(name) == other.local.token.decode()
+    other.release()
+
+
+# --- crashes ----------------------------------------------------------------------------------
+
+def test_a_holder_killed_with_sigkill_frees_the_lock_after_its_ttl_and_the_others_go_on(
+        redis_url):
+    story = crashed_holder(redis_url, Lock, ttl=1.0, others=3, wait=20, prefix="lesson03:kill")
+    assert 0 < story.ttl_left_after_crash <= 1000
+    assert sorted(story.acquired_after_crash) == ["B", "C", "D"]
+    killed_at = next(e["t"] for e in story.events if e["what"] == "killed")
+    acquired = [e for e in story.events if e["what"] == "acquired"]
+    first_after = min(e["t"] for e in acquired if e["who"] != "A")
+    assert first_after - killed_at >= story.ttl_left_after_crash / 1000 - 0.05  # not before the TTL
+    assert [e["fence"] for e in acquired] == sorted({e["fence"] for e in acquired})
+    assert multiprocessing.active_children() == []  # every child reaped
+
+
+# --- auto-renewal -----------------------------------------------------------------------------
+
+def keeps_other_out(redis_client, name, seconds: float) -> bool:
+    other = Lock(redis_client, name, timeout=5)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if other.acquire(blocking=False):
+            other.release()
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_auto_renewal_keeps_the_lock_through_work_three_times_its_ttl(redis_client, name):
+    lock = Lock(redis_client, name, timeout=0.5, auto_renewal=True)
+    with lock:
+        assert keeps_other_out(redis_client, name, seconds=1.5)
+        assert lock.owned() and not lock.lost.is_set()
+
+
+def test_without_auto_renewal_the_same_work_outlives_the_lease(redis_client, name):
+    lock = Lock(redis_client, name, timeout=0.5, raise_on_release_error=False)
+    with lock:
+        assert not keeps_other_out(redis_client, name, seconds=1.5)
+
+
+def test_a_failed_renewal_marks_the_lock_lost_and_fenced_writes_then_raise(redis_client, name):
+    lock = Lock(redis_client, name, timeout=0.5, auto_renewal=True)
+    lock.acquire()
+    redis_client.delete(name)  # someone (an admin, a FLUSHDB, failover) removes the key
+    assert lock.lost.wait(timeout=5)
+    with pytest.raises(LockLostError, match="lost"):
+        lock.fenced_write(name + ":resource", "x")
+    assert redis_client.get(name + ":resource") is None
+    with pytest.raises(LockNotOwnedError):
+        lock.release()
+
+
+def test_release_stops_the_renewal_thread(redis_client, name):
+    lock = Lock(redis_client, name, timeout=0.3, auto_renewal=True)
+    with lock:
+        watchdog = lock._watchdog
+        assert watchdog.is_alive()
+    assert not watchdog.is_alive() and not lock.lost.is_set()
