@@ -224,15 +224,20 @@ def schedule_data_extractor(sender, **_kwargs):
 
 
 # --- Lesson 03: tasks that take a lock -------------------------------------------------------
-# Each pattern is a decorator from locks/patterns.py, placed under @app.task(bind=True).
+# Each pattern is a decorator from locks/patterns.py, placed under @app.task(bind=True). The locks
+# are locks.Lock leases of `ttl` seconds, renewed while a run lasts: a worker killed mid-run
+# frees its lock after at most `ttl` seconds.
 
 from locks.patterns import exclusive, one_per_target, single_instance  # noqa: E402
 
 
 # Single instance: lesson 02's slow periodic job, one run at a time. With EXTRACT_SINGLE_INSTANCE=1
 # beat sends this task for the "extract-data" entry instead: same schedule, same options.
+EXTRACT_LOCK_TTL = _seconds("EXTRACT_LOCK_TTL", 10.0)
+
+
 @app.task(bind=True)
-@single_instance(db, ttl=2 * EXTRACT_SECONDS)    # a TTL that outlives a run: redis-py's Lock
+@single_instance(db, ttl=EXTRACT_LOCK_TTL)
 def data_extractor_single_instance(self, seconds: float = 2.0):
     """`data_extractor`, but a run that finds the previous one still going is skipped."""
     started = time.time()
@@ -248,7 +253,7 @@ def schedule_single_instance_extractor(sender, **_kwargs):
 
 
 @app.task(bind=True)
-@exclusive(db, "outbox", ttl=30, wait=60)
+@exclusive(db, "outbox", wait=60)
 def send_mail_from_queue_locked(self, pause: float = 0.0):
     """`send_mail_from_queue` with its read-then-write under one lock: every email is sent once.
 
@@ -268,14 +273,22 @@ def send_mail_from_queue_locked(self, pause: float = 0.0):
 # One task per target at a time: a run for a busy target (dave is already being worked on) retries
 # later, after an exponential backoff with jitter, at most TARGET_MAX_RETRIES times. The rate limit
 # is per worker; run the workers with --concurrency=3. Times are seconds, settable to compress them.
-TARGET_MAX_RETRIES = int(os.environ.get("TARGET_MAX_RETRIES", "5"))
-TARGET_BACKOFF = float(os.environ.get("TARGET_BACKOFF", "1.0"))      # first retry within this
-TARGET_BACKOFF_CAP = float(os.environ.get("TARGET_BACKOFF_CAP", "30"))
+def _count(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if value and not value.isdigit():
+        raise SystemExit(f"error: {name}={value!r} is not a whole number — e.g. {name}=5, "
+                         "or unset it for the default")
+    return int(value) if value else default
+
+
+TARGET_MAX_RETRIES = _count("TARGET_MAX_RETRIES", 5)
+TARGET_BACKOFF = _seconds("TARGET_BACKOFF", 1.0)       # the first retry comes within this...
+TARGET_BACKOFF_CAP = _seconds("TARGET_BACKOFF_CAP", 30.0)   # ...and no retry waits longer
 
 
 @app.task(bind=True, rate_limit=os.environ.get("TARGET_RATE_LIMIT", "20/s"))
-@one_per_target(db, "target", ttl=300, max_retries=TARGET_MAX_RETRIES,
-                base=TARGET_BACKOFF, cap=TARGET_BACKOFF_CAP)
+@one_per_target(db, "target", max_retries=TARGET_MAX_RETRIES, base=TARGET_BACKOFF,
+                cap=TARGET_BACKOFF_CAP)
 def run_on_target(self, target: str, seconds: float = 1.0):
     """Work on `target` (a host, an account, a user: "dave") for `seconds`, alone."""
     time.sleep(seconds)

@@ -75,19 +75,20 @@ def _final_runs(run_id: str, task_ids: list[str], timeout: float = 10.0) -> list
 
 
 def run_single_instance_demo(single_instance: bool, every: float = 1.0, seconds: float = 2.5,
-                             for_seconds: float = 6.0, workers: int = 3,
+                             for_seconds: float = 6.0, workers: int = 3, lock_ttl: float = 10.0,
                              timeout: float = WAIT_TIMEOUT) -> dict:
     """Lesson 02's overlap run again: beat sends a `seconds`-long job `every` seconds to 3 workers.
 
     With `single_instance`, beat sends `data_extractor_single_instance` for the same entry: a run
-    that finds the previous one still going is skipped. Beat runs `for_seconds`, then the runs
-    still going finish. Returns {"runs", "overlaps", "skipped", "ran", "run_id", ...}.
+    that finds the previous one still going is skipped; its lock is a `lock_ttl`-second lease,
+    renewed while a run lasts. Beat runs `for_seconds`, then the runs still going finish. Returns {"runs", "overlaps", "skipped", "ran", "run_id", ...}.
     """
     import tasks  # noqa: F401  (connects the timeline)
     from labkit import timeline
 
     env = {"EXTRACT_EVERY": str(every), "EXTRACT_SECONDS": str(seconds), "EXTRACT_QUEUE": QUEUE,
            "EXTRACT_SINGLE_INSTANCE": "1" if single_instance else "0",
+           "EXTRACT_LOCK_TTL": str(lock_ttl),
            "MAIL_EVERY": "3600"}   # the other entry stays quiet
     with _fleet([f"worker{number}" for number in range(1, workers + 1)], 1, env):
         run_id = timeline.start_run("single instance" if single_instance else "overlap")

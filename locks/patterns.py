@@ -1,28 +1,32 @@
-"""Task patterns built on a Redis lock: one decorator per pattern, each under `@app.task(bind=True)`.
+"""Task patterns built on `locks.Lock`: a decorator per pattern, each under `@app.task(bind=True)`.
 
-Usage (see the Lesson 03 section of tasks.py)::
+Usage (the Lesson 03 section of tasks.py)::
 
-    from locks.patterns import single_instance, exclusive, one_per_target
+    from locks.patterns import exclusive, one_per_target, single_instance
 
     @app.task(bind=True)
-    @single_instance(db, ttl=60)                # a run that finds the last one still going is skipped
+    @single_instance(db)                        # the last run still going? skip this one
     def nightly_report(self): ...
 
     @app.task(bind=True)
-    @exclusive(db, "outbox", ttl=10, wait=30)   # waits its turn: one run at a time touches the outbox
+    @exclusive(db, "outbox", wait=30)           # wait for my turn: one run at a time in the outbox
     def send_mail_from_queue_locked(self): ...
 
     @app.task(bind=True, rate_limit="20/s")
-    @one_per_target(db, "target", ttl=30, max_retries=5)   # dave busy? retry later, with backoff
+    @one_per_target(db, "target", max_retries=5)   # dave busy? come back later, with backoff
     def run_on_target(self, target): ...
 
-`db` is a function returning the redis.Redis that holds the locks (called at run time, in the
-worker). Locks are `LOCK_CLASS`: `locks.Lock` when it is there, else redis-py's `redis.lock.Lock`
-(same constructor and methods), so switching is this one line. The lock names are
-"lock:<task name>" and "lock:<name>", and the TTL must outlive a run unless the lock renews itself.
+`db` is a function returning the redis.Redis that holds the locks, called in the worker at run
+time. The locks are named "lock:<task name>", "lock:<name>" and "lock:<task name>:<target>".
+
+`ttl` is the lease: the lock renews itself (a watchdog thread, every ttl/3) while the run lasts,
+so it need not outlive the run, and a worker killed mid-run frees it after at most `ttl` seconds.
+LOCK_CLASS is the one switch: redis-py's `redis.lock.Lock` works too, with a ttl longer than any
+run (it does not renew itself).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -30,16 +34,35 @@ import random
 
 from redis.exceptions import LockNotOwnedError
 
-try:
-    from locks import Lock as LOCK_CLASS        # the fenced, self-renewing lock of this lesson
-except ImportError:                             # (until it is there: redis-py's, same interface)
-    from redis.lock import Lock as LOCK_CLASS
+from locks.lock import Lock
+
+LOCK_CLASS = functools.partial(Lock, auto_renewal=True)
 
 logger = logging.getLogger(__name__)
 
 
+def _lock(db, name: str, ttl: float, **options):
+    return db().lock(name, timeout=ttl, lock_class=LOCK_CLASS, **options)
+
+
+@contextlib.contextmanager
+def _holding(lock):
+    """Release `lock` when the run ends, and say so when it was lost on the way."""
+    try:
+        yield lock
+    finally:
+        lost = getattr(lock, "lost", None)
+        if lost is not None and lost.is_set():
+            logger.warning("lock %s was lost during the run: another run may have started",
+                           lock.name)
+        try:
+            lock.release()
+        except LockNotOwnedError:  # expired, maybe someone else's now: the work is done anyway
+            logger.warning("lock %s had expired when the run ended", lock.name)
+
+
 def _record(outcome: str) -> None:
-    """Tell the run timeline how this run ended, when the timeline is there."""
+    """Tell the run timeline (labkit.timeline, when it is there) how this run ended."""
     try:
         from labkit import timeline
     except ImportError:
@@ -47,46 +70,32 @@ def _record(outcome: str) -> None:
     timeline.set_outcome(outcome)
 
 
-def _release(lock) -> None:
-    # An expired lock may already be someone else's: saying so beats failing a run that did its work.
-    try:
-        lock.release()
-    except LockNotOwnedError:
-        logger.warning("lock %s expired before the run ended: raise its ttl", lock.name)
-
-
-def single_instance(db, ttl: float, name: str | None = None, lock_class=None):
+def single_instance(db, ttl: float = 10, name: str | None = None):
     """Run the task only if no other run of it is going on; otherwise skip this run."""
     def decorate(run):
         @functools.wraps(run)
         def wrapper(self, *args, **kwargs):
-            lock = db().lock(name or f"lock:{self.name}", timeout=ttl, blocking=False,
-                             lock_class=lock_class or LOCK_CLASS)
+            lock = _lock(db, name or f"lock:{self.name}", ttl, blocking=False)
             if not lock.acquire():
                 logger.info("%s: the previous run still holds %s, skipping", self.name, lock.name)
                 _record("skipped")
                 return None
-            try:
+            with _holding(lock):
                 return run(self, *args, **kwargs)
-            finally:
-                _release(lock)
         return wrapper
     return decorate
 
 
-def exclusive(db, name: str, ttl: float, wait: float, lock_class=None):
-    """Run the task body while holding lock "lock:<name>", waiting up to `wait` s for it."""
+def exclusive(db, name: str, wait: float, ttl: float = 10):
+    """Run the task body holding lock "lock:<name>"; wait up to `wait` s for it, then fail."""
     def decorate(run):
         @functools.wraps(run)
         def wrapper(self, *args, **kwargs):
-            lock = db().lock(f"lock:{name}", timeout=ttl, blocking=True, blocking_timeout=wait,
-                             lock_class=lock_class or LOCK_CLASS)
+            lock = _lock(db, f"lock:{name}", ttl, blocking=True, blocking_timeout=wait)
             if not lock.acquire():
                 raise TimeoutError(f"{self.name}: lock {lock.name} still held after {wait} s")
-            try:
+            with _holding(lock):
                 return run(self, *args, **kwargs)
-            finally:
-                _release(lock)
         return wrapper
     return decorate
 
@@ -99,12 +108,12 @@ def backoff(retries: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** retries))
 
 
-def one_per_target(db, argument: str, ttl: float, max_retries: int,
-                   base: float = 1.0, cap: float = 30.0, lock_class=None):
-    """At most one run per value of `argument` at a time; a busy target means: retry later.
+def one_per_target(db, argument: str, max_retries: int, base: float = 1.0, cap: float = 30.0,
+                   ttl: float = 10):
+    """At most one run per value of the task's `argument` at a time; busy: retry later.
 
-    The retry delay is `backoff(retries, base, cap)`; after `max_retries` retries the run fails
-    with celery's MaxRetriesExceededError, so a target that stays busy cannot queue work for ever.
+    Retry n waits `backoff(n, base, cap)` seconds; after `max_retries` retries the task fails
+    with Celery's MaxRetriesExceededError, so a target that stays busy cannot pile up work.
     """
     def decorate(run):
         signature = inspect.signature(run)
@@ -114,8 +123,7 @@ def one_per_target(db, argument: str, ttl: float, max_retries: int,
             call = signature.bind(self, *args, **kwargs)
             call.apply_defaults()
             target = call.arguments[argument]
-            lock = db().lock(f"lock:{self.name}:{target}", timeout=ttl, blocking=False,
-                             lock_class=lock_class or LOCK_CLASS)
+            lock = _lock(db, f"lock:{self.name}:{target}", ttl, blocking=False)
             if not lock.acquire():
                 retries = self.request.retries
                 delay = backoff(retries, base, cap)
@@ -126,9 +134,7 @@ def one_per_target(db, argument: str, ttl: float, max_retries: int,
                     logger.warning("%s: %s still busy after %d retries, giving up", self.name,
                                    target, retries)
                 raise self.retry(countdown=delay, max_retries=max_retries)
-            try:
+            with _holding(lock):
                 return run(self, *args, **kwargs)
-            finally:
-                _release(lock)
         return wrapper
     return decorate

@@ -161,3 +161,12 @@ def test_invoker_target_runs_each_target_and_reports_retries(workers, run_invoke
     assert [line[0] for line in lines] == ["dave", "dave", "alice"]
     assert all(line[1] == "ran" for line in lines), done.stdout
     assert int(lines[1][-2]) >= 1  # the second dave task found dave busy at least once
+
+
+def test_single_instance_holds_through_runs_longer_than_its_lock_ttl_because_the_lock_renews():
+    # A 1 s lease, 2.5 s runs, a run sent every second: without renewal the lease would end
+    # mid-run and the next run would start alongside.
+    report = run_demo("run_single_instance_demo(single_instance=True, every=1, seconds=2.5, "
+                      "for_seconds=6, lock_ttl=1)", SINGLE_DB)
+    assert report["overlaps"] == 0
+    assert report["ran"] >= 2 and report["skipped"] >= 2, report
