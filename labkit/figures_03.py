@@ -19,10 +19,12 @@ IMG = REPO_ROOT / "img"
 def draw(runs, plt) -> list[str]:
     written = []
 
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6.5))
+    fig, axes = plt.subplots(3, 1, figsize=(11, 9.5))
     for ax, single in zip(axes, (False, True)):
         runs.plot_single_instance(runs.run_single_instance_demo(single, every=1, seconds=2.5,
                                                                 for_seconds=8), ax=ax)
+    runs.plot_single_instance(runs.run_single_instance_crash_demo(lock_ttl=2, every=1, seconds=4,
+                                                                  for_seconds=8), ax=axes[2])
     written.append(_save(fig, "03_single_instance.png"))
 
     fig, axes = plt.subplots(2, 1, figsize=(11, 6))

@@ -22,6 +22,7 @@ own. Everything talks to the Redis in REDIS_URL.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -102,6 +103,68 @@ def run_single_instance_demo(single_instance: bool, every: float = 1.0, seconds:
             "skipped": sum(run.outcome == "skipped" for run in runs)}
 
 
+def run_single_instance_crash_demo(lock_ttl: float = 2.0, every: float = 1.0,
+                                   seconds: float = 4.0, for_seconds: float = 9.0,
+                                   timeout: float = WAIT_TIMEOUT) -> dict:
+    """The single-instance run, with the pool process of the first run killed (SIGKILL) in the
+    middle of it: its lock is not released, its renewals stop, and the lease ends `lock_ttl`
+    seconds later at most; until then runs are skipped, after it the next run goes ahead.
+
+    Returns {"runs", "killed": the Run killed (it never ends), "killed_at", ...}.
+    """
+    import signal
+
+    import tasks  # noqa: F401  (connects the timeline)
+    from labkit import timeline
+
+    env = {"EXTRACT_EVERY": str(every), "EXTRACT_SECONDS": str(seconds), "EXTRACT_QUEUE": QUEUE,
+           "EXTRACT_SINGLE_INSTANCE": "1", "EXTRACT_LOCK_TTL": str(lock_ttl), "MAIL_EVERY": "3600"}
+    with _fleet(["worker1", "worker2", "worker3"], 1, env):
+        run_id = timeline.start_run("single instance, holder killed")
+        with Beat("beat-lesson03", env=env, log_dir=Path(LOG_DIR) / "lesson03"):
+            first = _first_started(run_id, timeout)
+            time.sleep(min(lock_ttl, seconds) / 2)       # well inside the run, lease renewed
+            os.kill(first.pid, signal.SIGKILL)           # a pool process of our own workers
+            killed_at = time.time()
+            time.sleep(for_seconds)
+        runs = _ended_except(run_id, first.key, timeout)
+    runs = [run for run in runs if run.task.startswith("tasks.data_extractor")]
+    killed = next(run for run in runs if run.key == first.key)
+    killed.end, killed.outcome = killed_at, "failed"   # what the timeline could not record
+    return {"runs": runs, "run_id": run_id, "killed": killed, "killed_at": killed_at,
+            "lock_ttl": lock_ttl, "every": every, "single_instance": True,
+            "title": f"holder killed (SIGKILL) at {killed.rel_end:.1f} s, {lock_ttl:g} s lease",
+            "overlaps": timeline.count_overlaps(runs),
+            "ran": sum(run.outcome == "ran" for run in runs),
+            "skipped": sum(run.outcome == "skipped" for run in runs)}
+
+
+def _first_started(run_id: str, timeout: float):
+    from labkit import timeline
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = [run for run in timeline.runs(run_id) if run.outcome is None]
+        if started:
+            return started[0]
+        time.sleep(0.05)
+    raise TimeoutError(f"no run started within {timeout:.0f} s")
+
+
+def _ended_except(run_id: str, dead_key: str, timeout: float) -> list:
+    """The runs, once all have ended but the one whose process was killed (it never will)."""
+    from labkit import timeline
+
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = timeline.runs(run_id)
+        if all(run.end is not None for run in runs if run.key != dead_key):
+            return runs
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"runs of {run_id} still unfinished after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def run_outbox_demo(locked: bool, emails: int = 12, pause: float = 0.5, workers: int = 3,
                     timeout: float = WAIT_TIMEOUT) -> dict:
     """`workers` workers drain an outbox of `emails`, one send task per email; who sent what.
@@ -164,7 +227,7 @@ def plot_single_instance(report: dict, ax=None, path=None):
     """Lesson 02's timeline picture of the run: one lane per worker, overlaps and skips marked."""
     from labkit import timeline
 
-    title = "single instance" if report["single_instance"] else "no lock"
+    title = report.get("title") or ("single instance" if report["single_instance"] else "no lock")
     return timeline.plot_timeline(report["runs"], path=path, title=title, ax=ax)
 
 

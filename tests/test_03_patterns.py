@@ -30,8 +30,7 @@ def run_demo(call: str, db: int, timeout: float = 150) -> dict:
     code = ("import dataclasses, json\n"
             "from labkit import pattern_runs\n"
             f"report = pattern_runs.{call}\n"
-            "report['runs'] = [dataclasses.asdict(run) for run in report['runs']]\n"
-            "print(json.dumps(report))\n")
+            "print(json.dumps(report, default=dataclasses.asdict))\n")   # Run objects as dicts
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "REDIS_URL": url})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -170,3 +169,15 @@ def test_single_instance_holds_through_runs_longer_than_its_lock_ttl_because_the
                       "for_seconds=6, lock_ttl=1)", SINGLE_DB)
     assert report["overlaps"] == 0
     assert report["ran"] >= 2 and report["skipped"] >= 2, report
+
+
+def test_a_single_instance_holder_killed_mid_run_blocks_the_job_for_at_most_its_lock_ttl():
+    report = run_demo("run_single_instance_crash_demo(lock_ttl=2, every=1, seconds=4, "
+                      "for_seconds=8)", SINGLE_DB)
+    killed_at, ttl = report["killed_at"], report["lock_ttl"]
+    after = [run for run in report["runs"] if run.start > killed_at]
+    next_run = min((run for run in after if run.outcome == "ran"), key=lambda run: run.start)
+    # the lease outlives its holder by at most ttl, then the next send (every 1 s) runs
+    assert next_run.start < killed_at + ttl + report["every"] + 2.0, next_run
+    assert any(run.outcome == "skipped" and run.start < next_run.start for run in after)
+    assert report["overlaps"] == 0
