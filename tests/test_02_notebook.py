@@ -1,30 +1,26 @@
-"""Notebook 02 runs top to bottom from a fresh kernel, on a database of its own."""
+"""Lesson 02: the notebook runs top to bottom from a fresh kernel and shows what it says."""
 from __future__ import annotations
 
+import re
 import time
-from pathlib import Path
-
-import nbformat
-from nbclient import NotebookClient
-
-from conftest import url_for_db
-
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "02_beat_overlap.ipynb"
-DB = 12  # its workers, beats and queues never meet the session fleet's (database 0)
 
 
-def test_notebook_02_runs_top_to_bottom(monkeypatch):
-    monkeypatch.setenv("REDIS_URL", url_for_db(DB))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+def outputs_of(notebook) -> str:
+    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []))
+
+
+def test_notebook_02_runs_top_to_bottom_and_shows_overlaps_and_the_fixes(run_notebook):
     started = time.monotonic()
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    notebook = run_notebook("02_beat_overlap.ipynb", db=12)
     print(f"notebook 02 ran in {time.monotonic() - started:.0f} s")
+    text = outputs_of(notebook)
 
-    outputs = "".join(output.get("text", "") for cell in notebook.cells
-                      if cell.cell_type == "code" for output in cell.get("outputs", []))
-    assert "overlapping runs of the extractor" in outputs
-    assert "failover:" in outputs
+    overlaps = int(re.search(r"(\d+) overlapping runs of the extractor", text).group(1))
+    assert overlaps >= 1
+    assert re.search(r"\b0 overlapping runs; longest queue 'extract'", text)   # the solo worker
+    assert re.search(r"[1-9]\d* runs dropped as expired", text)
+    assert "failover:" in text
     images = [output for cell in notebook.cells for output in cell.get("outputs", [])
               if "image/png" in output.get("data", {})]
-    assert len(images) >= 6   # timeline, queue length, expires, solo queue, two beats, redbeat
+    assert len(images) == 6   # overlap, queue length, expires, solo queue, two beats, redbeat
