@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test redis workers lab clean figures figures-03
+.PHONY: demo test redis workers lab figures figures-03 clean
 
 demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
 	$(BIN)/python -m labkit.demo
@@ -22,10 +22,11 @@ workers: $(VENV)/.installed     ## worker1, worker2, worker3 in one terminal (se
 lab: $(VENV)/.installed         ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-figures: figures-03             ## every img/NN_*.png, redrawn from real runs
+figures: $(VENV)/.installed figures-03   ## regenerate img/NN_*.png from real runs (private Redis, real workers)
+	$(BIN)/python scripts/figures_02.py
 
 figures-03: $(VENV)/.installed  ## img/03_*.png: the lock-taking task patterns, before and after
-	$(BIN)/python -m labkit.figures_03
+	$(BIN)/python scripts/figures_03.py
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \

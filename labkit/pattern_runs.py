@@ -1,6 +1,6 @@
 """Lesson 03's task patterns, run for real: start workers, send tasks, wait, report what happened.
 
-Usage (notebook 03, tests/test_03_patterns.py and labkit/figures_03.py call these)::
+Usage (notebook 03, tests/test_03_patterns.py and scripts/figures_03.py call these)::
 
     >>> report = run_single_instance_demo(single_instance=True)   # beat, 3 workers, a slow job
     >>> report["overlaps"], report["skipped"]

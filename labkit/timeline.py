@@ -355,7 +355,8 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
 
     Overlapping runs of the same task (see `overlapping`) get a red hatched border; "skipped"
     runs are grey and hatched, "retried" ones have a dashed border, "failed" ones are dark red,
-    messages dropped as "expired"/"revoked" are an x. `task` limits the overlap count to one
+    messages dropped as "expired"/"revoked" are an x above the lane of the worker that dropped
+    them; grey triangles on top mark when each run was sent. `task` limits the overlap count to one
     task; `color_by` is "task" or "origin" (who sent each run: tells two beats apart).
     Returns the matplotlib Figure; with `path`, also writes it there (PNG by the file name).
     """
@@ -376,6 +377,8 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
     color = {key: palette(i % 10) for i, key in enumerate(keys)}
 
     workers = sorted({run.worker for run in runs})
+    span = max([end_of(run) for run in runs], default=1) - min([r.start for r in runs], default=0)
+    min_width = max(span, 1) / 250           # a 5 ms run is still drawn as a visible sliver
     for lane, worker in enumerate(workers):
         rows = _pack([r for r in runs if r.worker == worker
                       and r.outcome not in ("expired", "revoked")], end_of)
@@ -384,13 +387,16 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
             bottom = lane - 0.4 + row_number * height
             for run in row:
                 _draw_run(ax, run, bottom, height, color[getattr(run, color_by) or "?"],
-                          run.key in overlaps, end_of(run))
-        for run in runs:
-            if run.worker == worker and run.outcome in ("expired", "revoked"):
-                ax.plot([run.rel_start], [lane], marker="x", color="black", markersize=7)
+                          run.key in overlaps, end_of(run), min_width)
+        dropped = [r.rel_start for r in runs
+                   if r.worker == worker and r.outcome in ("expired", "revoked")]
+        ax.plot(dropped, [lane - 0.48] * len(dropped), marker="x", color="black",
+                linestyle="", markersize=7, markeredgewidth=2)
+    sent = [r.sent - r.t0 for r in runs if r.sent and task in (None, r.task) and r.attempt == 0]
+    ax.plot(sent, [-0.58] * len(sent), marker="v", color="dimgrey", linestyle="", markersize=5)
 
     ax.set_yticks(range(len(workers)), labels=[w.split("@")[0] for w in workers])
-    ax.set_ylim(-0.6, len(workers) - 0.4)
+    ax.set_ylim(-0.7, len(workers) - 0.4)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first run started")
     ax.grid(axis="x", alpha=0.3)
@@ -400,8 +406,12 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
 
     handles = [Patch(facecolor=color[key], label=_short(key) if color_by == "task" else key)
                for key in keys]
-    handles.append(Patch(facecolor="white", edgecolor="red", hatch="///", linewidth=2,
-                         label="overlaps a run of the same task"))
+    if overlaps:
+        handles.append(Patch(facecolor="white", edgecolor="red", hatch="///", linewidth=2,
+                             label="overlaps a run of the same task"))
+    if sent:
+        handles.append(Line2D([], [], marker="v", color="dimgrey", linestyle="",
+                              label=f"sent{' (' + _short(task) + ')' if task else ''}"))
     outcomes_seen = {run.outcome for run in runs}
     if "skipped" in outcomes_seen:
         handles.append(Patch(facecolor="lightgrey", hatch="..", label="skipped"))
@@ -422,9 +432,11 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
     return fig
 
 
-def _draw_run(ax, run: Run, bottom: float, height: float, color, overlaps: bool, end: float):
-    width = max(end - run.start, 0.05)  # a skipped run lasts milliseconds: keep it visible
-    style = {"facecolor": color, "edgecolor": "black", "linewidth": 0.6}
+def _draw_run(ax, run: Run, bottom: float, height: float, color, overlaps: bool, end: float,
+              min_width: float):
+    width = max(end - run.start, min_width)
+    thin = width <= min_width * 2            # a black border would hide a sliver's colour
+    style = {"facecolor": color, "edgecolor": color if thin else "black", "linewidth": 0.6}
     if run.outcome == "skipped":
         style.update(facecolor="lightgrey", hatch="..")
     elif run.outcome == "failed":

@@ -1,19 +1,25 @@
-"""Lesson 03's figures, drawn from real runs: `make figures-03` writes img/03_*.png.
+"""Regenerate img/03_*.png from real runs: the lock-taking task patterns (`make figures-03`).
 
-    $ python -m labkit.figures_03          # about a minute: every picture is a real run
+Usage::
 
-Each picture is a before/after pair (or one run) of a `labkit.pattern_runs` demo, on a private
-Redis started for the purpose (yours is never touched) and real workers and beat.
+    $ python scripts/figures_03.py            # about a minute and a half; writes img/03_*.png
+
+Each picture is a before/after pair (or one run) of a `labkit.pattern_runs` demo. It always
+starts its own private redis-server (a free port, nothing kept), so it never touches a Redis you
+run, and real workers and beat, and stops everything it started, also on Ctrl-C.
 """
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-from labkit.processes import REPO_ROOT
-from labkit.redis_server import RedisServer
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-IMG = REPO_ROOT / "img"
+from labkit.redis_server import RedisServer  # noqa: E402
+
+IMG = ROOT / "img"
 
 
 def draw(runs, plt) -> list[str]:
@@ -32,7 +38,8 @@ def draw(runs, plt) -> list[str]:
         runs.plot_outbox(runs.run_outbox_demo(locked, emails=12, pause=0.5), ax=ax)
     written.append(_save(fig, "03_outbox.png"))
 
-    # dave's third task has to wait 4 s, its backoffs add up to at most 0.5 + 1 + 2 s: it gives up.
+    # dave is busy for 4 s (two 2 s runs); a task's backoffs add up to at most 0.5 + 1 + 2 s:
+    # the last one in line usually gives up.
     jobs = [("dave", 2.0)] * 3 + [("alice", 2.5), ("bob", 1.0), ("bob", 1.0), ("carol", 3.0)]
     fig = runs.plot_targets(runs.run_target_demo(jobs, concurrency=3, max_retries=3,
                                                  backoff=0.5, backoff_cap=2))
