@@ -6,7 +6,8 @@ environment variables tasks.py reads (MAIL_EVERY, EXTRACT_EVERY, EXTRACT_SECONDS
 """
 from __future__ import annotations
 
-import os
+import re
+import subprocess
 import time
 
 import pytest
@@ -15,7 +16,8 @@ from celery import Celery
 
 import tasks
 from conftest import url_for_db
-from labkit import Beat, Fleet, Worker, timeline
+from labkit import Beat, Fleet, REPO_ROOT, Worker, timeline
+from labkit.processes import CeleryProcess
 
 DB = 10
 EXTRACTOR = "tasks.data_extractor"
@@ -235,3 +237,25 @@ def _wait_for(condition, process, timeout=WAIT):
     while not condition():
         assert time.monotonic() < deadline, process.log_tail()
         time.sleep(0.1)
+
+
+def test_celery_beat_from_the_repository_root_keeps_its_schedule_in_a_git_ignored_file(world):
+    # The README's command line, exactly: no --schedule, so beat uses tasks.py's default file.
+    cli = CeleryProcess("beat-cli", ["beat", "--loglevel=info"], log_dir=world["logs"],
+                        env={"REDIS_URL": world["url"], "MAIL_EVERY": "0.5",
+                             "EXTRACT_EVERY": "0.5", "EXTRACT_SECONDS": "0.1"})
+    cli.ready_pattern = Beat.ready_pattern
+    existed = set(REPO_ROOT.glob("celerybeat-schedule*"))   # a reader's own: left alone
+    created = []
+    try:
+        with cli:
+            _wait_for(lambda: {"send-mail", "extract-data"} <= set(
+                re.findall(r"Sending due task (\S+) ", cli.log_text())), cli)
+        created = sorted(REPO_ROOT.glob("celerybeat-schedule*"))
+        assert created
+        ignored = subprocess.run(["git", "check-ignore", *map(str, created)], cwd=REPO_ROOT,
+                                 capture_output=True, text=True)
+        assert ignored.returncode == 0 and len(ignored.stdout.splitlines()) == len(created)
+    finally:
+        for path in set(REPO_ROOT.glob("celerybeat-schedule*")) - existed:
+            path.unlink(missing_ok=True)
