@@ -8,12 +8,15 @@ Usage::
     (terminal 4)$ python invoker.py add 2 3
     5
     (terminal 4)$ python invoker.py mail --count 10      # which worker sent which email
+    (terminal 5)$ celery -A tasks beat --loglevel=info   # lesson 02: the periodic jobs below
 
 Settings come from the environment:
 
     REDIS_URL               redis://localhost:6379/0 unless set; broker and result backend use it
     CELERY_BROKER_URL       overrides the broker only
     CELERY_RESULT_BACKEND   overrides the result backend only
+    MAIL_EVERY, EXTRACT_EVERY, EXTRACT_SECONDS, EXTRACT_EXPIRES, EXTRACT_QUEUE
+                            the periodic jobs' timings and remedies, read by beat (lesson 02)
 
 After you edit this file, restart the workers: a running worker keeps the code it started with.
 """

@@ -301,9 +301,10 @@ def wait_until_finished(run_id: str | None = None, timeout: float = 30.0,
         if not unfinished:
             return found
         if time.monotonic() > deadline:
-            names = ", ".join(sorted({run.task for run in unfinished}))
+            where = ", ".join(f"{run.task} on {run.worker} (pid {run.pid}, started "
+                              f"{time.time() - run.start:.0f} s ago)" for run in unfinished)
             raise TimeoutError(f"{len(unfinished)} runs still unfinished after {timeout:.0f} s: "
-                               f"{names}")
+                               f"{where}")
         time.sleep(0.1)
 
 

@@ -6,7 +6,8 @@ environment variables tasks.py reads (MAIL_EVERY, EXTRACT_EVERY, EXTRACT_SECONDS
 """
 from __future__ import annotations
 
-import os
+import re
+import subprocess
 import time
 
 import pytest
@@ -15,7 +16,8 @@ from celery import Celery
 
 import tasks
 from conftest import url_for_db
-from labkit import Beat, Fleet, Worker, timeline
+from labkit import Beat, Fleet, REPO_ROOT, Worker, timeline
+from labkit.processes import CeleryProcess
 
 DB = 10
 EXTRACTOR = "tasks.data_extractor"
@@ -45,13 +47,39 @@ def world(url, fleet, tmp_path):
     run_id = timeline.start_run("beat test", url=url)
     yield {"url": url, "run_id": run_id, "redis": client, "logs": tmp_path}
     client.delete("celery", "extract")            # what beat sent and nobody ran yet
-    timeline.wait_until_finished(run_id, timeout=WAIT, url=url)
+    wait_until_idle(url, fleet.names)             # and what the workers had already prefetched
     client.close()
+
+
+def wait_until_idle(url, names, timeout=WAIT):
+    """Wait until none of the workers `names` runs or holds (prefetched) a task."""
+    control = Celery("control", broker=url, set_as_current=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            inspect = control.control.inspect(destination=names, timeout=1)
+            busy = [task for replies in (inspect.active(), inspect.reserved())
+                    for tasks_ in (replies or {}).values() for task in tasks_]
+            if not busy:
+                return
+            assert time.monotonic() < deadline, f"workers still busy: {busy}"
+            time.sleep(0.3)
+    finally:
+        control.close()
 
 
 def beat(world, name="beat", **settings) -> Beat:
     env = {"REDIS_URL": world["url"], **{key: str(value) for key, value in settings.items()}}
     return Beat(name, env=env, log_dir=world["logs"])
+
+
+def wait_for_runs(world, task, count) -> list[timeline.Run]:
+    """The runs of `task`, once there are `count` of them, all finished."""
+    deadline = time.monotonic() + WAIT
+    while len(runs := finished_runs(world, task)) < count:
+        assert time.monotonic() < deadline, f"{len(runs)} runs of {task}, expected {count}"
+        time.sleep(0.2)
+    return runs
 
 
 def finished_runs(world, task=None) -> list[timeline.Run]:
@@ -109,18 +137,23 @@ def test_two_beats_send_every_run_twice(world):
     settings = {**QUIET, "MAIL_EVERY": 1}
     first, second = beat(world, "beat1", **settings), beat(world, "beat2", **settings)
     with first, second:
-        time.sleep(5)
-    runs = finished_runs(world, MAIL)
-    by_sender = {}
-    for run in runs:
-        by_sender.setdefault(run.origin, []).append(run)
+        time.sleep(6)
+    # A beat stopped right after logging "Sending due task" may not have published it: -2.
+    runs = wait_for_runs(world, MAIL, len(first.sends()) + len(second.sends()) - 2)
+    sent_by = {name: sorted(run.sent for run in runs if run.origin.startswith(f"gen{pid}@"))
+               for name, pid in (("beat1", first.pid), ("beat2", second.pid))}
 
-    senders = {f"gen{first.pid}", f"gen{second.pid}"}
-    assert {origin.split("@")[0] for origin in by_sender} == senders
-    counts = sorted(len(sent) for sent in by_sender.values())
-    assert counts[0] >= 3
-    assert counts[1] - counts[0] <= 1               # each beat sent every run: twice in all
-    assert len(runs) == len(first.sends()) + len(second.sends())
+    assert sum(map(len, sent_by.values())) == len(runs)            # no other sender
+    # While both ran (the second one starts a little later), each run was sent by both:
+    # every send of one beat has a send of the other less than one interval apart.
+    both_from = max(times[0] for times in sent_by.values())
+    both_until = min(times[-1] for times in sent_by.values())
+    window = {name: [t for t in times if both_from <= t <= both_until]
+              for name, times in sent_by.items()}
+    assert min(map(len, window.values())) >= 3
+    for this, other in (("beat1", "beat2"), ("beat2", "beat1")):
+        for sent in window[this]:
+            assert any(abs(sent - twin) < 1.0 for twin in sent_by[other])
 
 
 # --- Remedies without a lock, and what they cost ---------------------------------------------
@@ -155,13 +188,13 @@ def test_expires_drops_runs_that_waited_too_long(world):
 def test_one_solo_worker_on_a_dedicated_queue_never_overlaps_but_falls_behind(world, tmp_path):
     solo = Worker("solo", pool="solo", queues=["extract"], env={"REDIS_URL": world["url"]},
                   log_dir=tmp_path)
-    with solo, beat(world, MAIL_EVERY=3600, EXTRACT_EVERY=1, EXTRACT_SECONDS=2,
-                    EXTRACT_QUEUE="extract"):
-        time.sleep(6)
-        backlog = world["redis"].llen("extract")
+    with solo:
+        with beat(world, MAIL_EVERY=3600, EXTRACT_EVERY=1, EXTRACT_SECONDS=2,
+                  EXTRACT_QUEUE="extract"):
+            time.sleep(6)
+            backlog = world["redis"].llen("extract")
         world["redis"].delete("extract")
-        timeline.wait_until_finished(world["run_id"], timeout=WAIT, url=world["url"])
-    runs = finished_runs(world, EXTRACTOR)
+        runs = finished_runs(world, EXTRACTOR)     # before the solo worker stops
 
     assert len(runs) >= 2
     assert {run.worker for run in runs} == {solo.nodename}
@@ -185,12 +218,18 @@ def test_redbeat_keeps_one_active_beat_and_a_standby_takes_over_after_the_lock_e
             assert len(first.sends()) >= 3
             assert second.sends() == []             # the standby waits for the lock
             first.stop(graceful=False)              # the active beat dies without releasing it
-            died = time.monotonic()
+            died, killed_at = time.monotonic(), time.time()
             _wait_for(lambda: second.sends(), second)
             failover = time.monotonic() - died
+            time.sleep(2)
     print(f"redbeat failover with lock timeout 3 s, max interval 1 s: {failover:.1f} s")
-    runs = finished_runs(world, MAIL)
-    assert len(runs) == len(first.sends()) + len(second.sends())
+    # A beat stopped right after logging "Sending due task" may not have published it: -2.
+    runs = wait_for_runs(world, MAIL, len(first.sends()) + len(second.sends()) - 2)
+    by_first = [run for run in runs if run.origin.startswith(f"gen{first.pid}@")]
+    by_second = [run for run in runs if run.origin.startswith(f"gen{second.pid}@")]
+    assert len(by_first) + len(by_second) == len(runs)
+    assert by_first and all(run.sent < killed_at for run in by_first)
+    assert len(by_second) >= 2 and all(run.sent > killed_at for run in by_second)
 
 
 def _wait_for(condition, process, timeout=WAIT):
@@ -198,3 +237,25 @@ def _wait_for(condition, process, timeout=WAIT):
     while not condition():
         assert time.monotonic() < deadline, process.log_tail()
         time.sleep(0.1)
+
+
+def test_celery_beat_from_the_repository_root_keeps_its_schedule_in_a_git_ignored_file(world):
+    # The README's command line, exactly: no --schedule, so beat uses tasks.py's default file.
+    cli = CeleryProcess("beat-cli", ["beat", "--loglevel=info"], log_dir=world["logs"],
+                        env={"REDIS_URL": world["url"], "MAIL_EVERY": "0.5",
+                             "EXTRACT_EVERY": "0.5", "EXTRACT_SECONDS": "0.1"})
+    cli.ready_pattern = Beat.ready_pattern
+    existed = set(REPO_ROOT.glob("celerybeat-schedule*"))   # a reader's own: left alone
+    created = []
+    try:
+        with cli:
+            _wait_for(lambda: {"send-mail", "extract-data"} <= set(
+                re.findall(r"Sending due task (\S+) ", cli.log_text())), cli)
+        created = sorted(REPO_ROOT.glob("celerybeat-schedule*"))
+        assert created
+        ignored = subprocess.run(["git", "check-ignore", *map(str, created)], cwd=REPO_ROOT,
+                                 capture_output=True, text=True)
+        assert ignored.returncode == 0 and len(ignored.stdout.splitlines()) == len(created)
+    finally:
+        for path in set(REPO_ROOT.glob("celerybeat-schedule*")) - existed:
+            path.unlink(missing_ok=True)
