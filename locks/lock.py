@@ -39,13 +39,14 @@ is a Redis key written through a Lua script; a database would check the fence in
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Optional
 
 import redis
 import redis.lock
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError, NoScriptError
 from redis.typing import Number
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,10 @@ class Lock(redis.lock.Lock):
         return getattr(self.local, "fence", None)
 
     def acquire(self, sleep=None, blocking=None, blocking_timeout=None, token=None) -> bool:
+        if token is None:
+            # 128 random bits: unguessable, unlike redis-py's uuid1 (clock + MAC address), and
+            # ten times cheaper to make (about 1 µs against 10 µs per acquire).
+            token = os.urandom(16).hex().encode()
         acquired = super().acquire(sleep=sleep, blocking=blocking,
                                    blocking_timeout=blocking_timeout, token=token)
         if acquired:
@@ -167,12 +172,27 @@ class Lock(redis.lock.Lock):
 
     def do_acquire(self, token) -> bool:
         ttl_ms = int(self.timeout * 1000) if self.timeout else 0
-        fence = self.lua_acquire(keys=[self.name, fence_key(self.name)], args=[token, ttl_ms],
-                                 client=self.redis)
+        fence = self._run(self.lua_acquire, [self.name, fence_key(self.name)], [token, ttl_ms])
         if not fence:
             return False
         self.local.fence = int(fence)
         return True
+
+    def do_release(self, expected_token) -> None:
+        if not self._run(self.lua_release, [self.name], [expected_token]):
+            raise LockNotOwnedError("Cannot release a lock that's no longer owned",
+                                    lock_name=self.name)
+
+    def _run(self, script, keys: list, args: list):
+        """EVALSHA the script, loading it first if the server does not know it.
+
+        The same as calling the `Script` object, minus its per-call Python (about 6 µs, a few
+        percent of an acquire + release cycle on loopback; see bench/locks.py).
+        """
+        try:
+            return self.redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a new or restarted server, or a SCRIPT FLUSH
+            return script(keys=keys, args=args, client=self.redis)
 
     def release(self) -> None:
         self._stop_watchdog()
@@ -194,8 +214,7 @@ class Lock(redis.lock.Lock):
         if fence is None:
             raise LockError(f"cannot write {key!r} through lock {self.name!r}: it is not held",
                             lock_name=self.name)
-        if not self.lua_fenced_write(keys=[key, fence_key(key)], args=[value, fence],
-                                     client=self.redis):
+        if not self._run(self.lua_fenced_write, [key, fence_key(key)], [value, fence]):
             raise StaleFenceError(f"write to {key!r} refused: fence {fence} of lock {self.name!r} "
                                   "is older than one the resource has seen", lock_name=self.name)
 
