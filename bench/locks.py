@@ -10,6 +10,10 @@ the same run, in many short interleaved rounds so that a noisy neighbour hurts t
 Within each round every lock's rate is divided by raw SET NX PX + DEL's — the floor any Redis lock
 pays, two round trips — and a lock's ratio is the median of its per-round ratios (its cycles/s,
 the median of its rounds). Uncontended: this measures what each lock costs, not how it queues.
+
+"bare EVALSHA ×2" calls locks.Lock's two Lua scripts straight from the client, with no lock class
+around them: the floor for any lock whose release is a compare-and-delete script. What a lock
+costs above that floor is Python: layers of calls, token making, script objects.
 """
 from __future__ import annotations
 
@@ -40,6 +44,21 @@ def raw_set_nx_px_del(client, name):
     return cycle
 
 
+def bare_lua(client, name):
+    """locks.Lock's two scripts called straight from the client: the floor for a Lua lock."""
+    acquire = client.register_script(Lock.LUA_ACQUIRE_SCRIPT)
+    release = client.register_script(Lock.LUA_RELEASE_SCRIPT)
+    acquire(keys=[name, name + ":fence"], args=["warm-up", 0])  # load both scripts now
+    release(keys=[name], args=["warm-up"])
+
+    def cycle():
+        token = os.urandom(16).hex()
+        if not client.evalsha(acquire.sha, 2, name, name + ":fence", token, TTL * 1000):
+            raise RuntimeError("bare Lua: not acquired")
+        client.evalsha(release.sha, 1, name, token)
+    return cycle
+
+
 def lock_cycle(lock):
     def cycle():
         if not lock.acquire(blocking=False):
@@ -63,6 +82,7 @@ def pottery_redlock(client, name):
 RAW = "raw SET NX PX + DEL"
 CANDIDATES = {
     RAW: raw_set_nx_px_del,
+    "bare EVALSHA ×2 (no class)": bare_lua,
     "locks.Lock": lambda client, name: lock_cycle(Lock(client, name, timeout=TTL)),
     "redis-py Lock": lambda client, name: lock_cycle(redis.lock.Lock(client, name, timeout=TTL)),
     "python-redis-lock": python_redis_lock,
