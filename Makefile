@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test redis workers lab clean bench-locks
+.PHONY: demo test redis workers lab figures clean bench-locks
 
 demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
 	$(BIN)/python -m labkit.demo
@@ -21,6 +21,9 @@ workers: $(VENV)/.installed     ## worker1, worker2, worker3 in one terminal (se
 
 lab: $(VENV)/.installed         ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
+
+figures: $(VENV)/.installed     ## regenerate img/NN_*.png from real runs (private Redis, real workers)
+	$(BIN)/python scripts/figures_02.py
 
 bench-locks: $(VENV)/.installed  ## lesson 03: lock acquire+release cycles/s, as ratios to raw SET NX PX + DEL
 	$(BIN)/python bench/locks.py

@@ -8,12 +8,15 @@ Usage::
     (terminal 4)$ python invoker.py add 2 3
     5
     (terminal 4)$ python invoker.py mail --count 10      # which worker sent which email
+    (terminal 5)$ celery -A tasks beat --loglevel=info   # lesson 02: the periodic jobs below
 
 Settings come from the environment:
 
     REDIS_URL               redis://localhost:6379/0 unless set; broker and result backend use it
     CELERY_BROKER_URL       overrides the broker only
     CELERY_RESULT_BACKEND   overrides the result backend only
+    MAIL_EVERY, EXTRACT_EVERY, EXTRACT_SECONDS, EXTRACT_EXPIRES, EXTRACT_QUEUE
+                            the periodic jobs' timings and remedies, read by beat (lesson 02)
 
 After you edit this file, restart the workers: a running worker keeps the code it started with.
 """
@@ -152,3 +155,72 @@ def data_extractor(self, seconds: float = 2.0):
     started = time.time()
     time.sleep(seconds)
     return {"worker": self.request.hostname, "started": started, "seconds": seconds}
+
+
+# --- Lesson 02: beat, periodic tasks, and the run timeline --------------------------------------
+# `celery -A tasks beat --loglevel=info` sends these two jobs on a clock; the workers run them.
+# Beat is a clock, not a supervisor: it sends every run on time whether or not the last one has
+# finished, and the worker pool runs whatever is queued. A job that takes longer than its
+# interval therefore overlaps with itself on several workers (notebooks/02_beat_overlap.ipynb).
+#
+# Every task run (which worker, from when to when, how it ended) is recorded in Redis, so the
+# notebooks can draw it: see labkit/timeline.py. One call, here, so every process records.
+
+from labkit import timeline  # noqa: E402  (after the app: the recorder needs it)
+
+timeline.connect(app, url=REDIS_URL)
+
+
+def _seconds(name: str, default: float | None) -> float | None:
+    """A duration from the environment, so notebooks and tests can compress time."""
+    value = os.environ.get(name, "")
+    if value.strip() == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise SystemExit(f"error: {name}={value!r} is not a positive number of seconds "
+                         f"— e.g. {name}=5, or unset it for the default")
+    return seconds
+
+
+MAIL_EVERY = _seconds("MAIL_EVERY", 5.0)              # send_mail_from_queue, every few seconds
+EXTRACT_EVERY = _seconds("EXTRACT_EVERY", 10.0)       # data_extractor is sent this often...
+EXTRACT_SECONDS = _seconds("EXTRACT_SECONDS", 25.0)   # ...and runs longer than that, on purpose
+# Remedies that need no lock (lesson 02 shows what each costs):
+EXTRACT_EXPIRES = _seconds("EXTRACT_EXPIRES", None)   # a run still queued after this is dropped
+EXTRACT_QUEUE = os.environ.get("EXTRACT_QUEUE") or None  # e.g. "extract", served by one solo worker
+
+# Way 1: the beat_schedule setting, plain data.
+app.conf.beat_schedule = {
+    "send-mail": {"task": "tasks.send_mail_from_queue", "schedule": MAIL_EVERY},
+}
+# Schedule file of a plain `celery -A tasks beat` from the repository root, git-ignored.
+# (labkit's Beat passes its own --schedule under .run/beat/.)
+app.conf.beat_schedule_filename = "celerybeat-schedule"
+# celery-redbeat (one active beat, others wait for its lock) reads these when chosen with
+# `celery -A tasks beat -S redbeat.RedBeatScheduler`; its lock lasts 5 × --max-interval unless set.
+if os.environ.get("REDBEAT_LOCK_TIMEOUT"):
+    app.conf.redbeat_lock_timeout = int(_seconds("REDBEAT_LOCK_TIMEOUT", None))
+
+
+# Way 2: add_periodic_task, in code. Connected to on_after_finalize, not on_after_configure as
+# in many examples: on_after_configure is sent ONCE, the first time anything reads app.conf.
+# If any line above this one (in this module, or in a module imported before it, such as a
+# Django settings module reading CELERY_* from app.conf) has read the configuration, the signal
+# is already gone, the handler never runs and the job is silently never scheduled; a handler in
+# a module autodiscovered at finalize time is always too late for it. on_after_finalize is sent
+# when the app is finalized, which beat (and the worker) do after importing this whole module,
+# before reading the schedule, so the entry is there however this file grows.
+# tests/test_02_beat.py checks both: the signal lost, and a real beat sending this entry.
+@app.on_after_finalize.connect
+def schedule_data_extractor(sender, **_kwargs):
+    options = {}
+    if EXTRACT_EXPIRES:
+        options["expires"] = EXTRACT_EXPIRES   # seconds after beat sends it
+    if EXTRACT_QUEUE:
+        options["queue"] = EXTRACT_QUEUE
+    sender.add_periodic_task(EXTRACT_EVERY, data_extractor.s(EXTRACT_SECONDS),
+                             name="extract-data", **options)

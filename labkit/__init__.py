@@ -10,7 +10,10 @@ Nothing here is a lesson; it is what the lessons stand on::
     redis.stop()                      # a no-op when the Redis was already there
 
 - `labkit.redis_server`: find a Redis or start a private, real `redis-server`.
-- `labkit.processes`: start, wait for, and stop named `celery` worker processes.
+- `labkit.processes`: start, wait for, and stop named `celery` worker processes (and beat).
+- `labkit.timeline`: every task run recorded in Redis through Celery signals; overlaps; Gantt plot.
+- `labkit.children`: run Python functions in real child processes with a time limit; always reaped.
+- `labkit.lock_stories`: lesson 03's races, forced (barriers, SIGSTOP, SIGKILL), and their timelines.
 """
 from labkit.redis_server import (
     DEFAULT_REDIS_URL,
@@ -19,9 +22,10 @@ from labkit.redis_server import (
     ensure_redis,
     redis_answers,
 )
-from labkit.processes import Fleet, ProcessFailed, Worker, REPO_ROOT
+from labkit.processes import Beat, Fleet, ProcessFailed, Worker, REPO_ROOT
 
 __all__ = [
+    "Beat",
     "DEFAULT_REDIS_URL",
     "Fleet",
     "ProcessFailed",

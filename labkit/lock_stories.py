@@ -54,6 +54,8 @@ def _client(url: str) -> redis.Redis:
 
 
 def _clear(url: str, prefix: str) -> redis.Redis:
+    """A story starts from scratch, fence counters included (never delete a real lock's counter:
+    its holders' fences would start again below what the resource has seen)."""
     client = _client(url)
     keys = [prefix, *client.scan_iter(f"{prefix}:*")]
     if keys:

@@ -1,4 +1,4 @@
-"""Start, wait for, and stop real `celery` processes: named workers (and beat).
+"""Start, wait for, and stop real `celery` processes: named workers, and beat.
 
 Usage::
 
@@ -9,6 +9,10 @@ Usage::
 
     >>> worker = Worker("worker1", concurrency=2).start().wait_ready()
     >>> worker.stop()
+
+    >>> with Beat("beat1", env={"MAIL_EVERY": "1"}) as beat:     # `celery -A tasks beat`, ready
+    ...     time.sleep(5)
+    ...     beat.sends()                                            # ['send-mail', ...] from its log
 
 Each process runs `python -m celery -A tasks …` from the repository root, with the current
 environment (so REDIS_URL and the timing variables reach it), in its own process group, with its
@@ -31,6 +35,7 @@ from labkit.redis_server import _die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO_ROOT / ".run" / "logs"
+BEAT_DIR = REPO_ROOT / ".run" / "beat"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
@@ -208,6 +213,43 @@ class Fleet:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class Beat(CeleryProcess):
+    """`celery -A tasks beat`: the clock that sends periodic tasks; it runs none itself.
+
+    Its schedule file (when each entry last ran) is `.run/beat/<name>-schedule`, git-ignored,
+    and removed before each start unless `keep_schedule`: a file left by an earlier run with
+    other intervals would make entries due at once. `scheduler` picks another scheduler class
+    (e.g. "redbeat.RedBeatScheduler"), `max_interval` the longest sleep between two checks.
+    """
+
+    ready_pattern = re.compile(r"beat: Starting\.\.\.")
+    _send_pattern = re.compile(r"Scheduler: Sending due task (\S+) ")
+
+    def __init__(self, name: str = "beat", scheduler: str | None = None,
+                 max_interval: float | None = None, loglevel: str = "info",
+                 keep_schedule: bool = False, extra_args: list[str] | None = None,
+                 env: dict | None = None, log_dir: Path | None = None):
+        self.schedule_path = BEAT_DIR / f"{name}-schedule"
+        self.keep_schedule = keep_schedule
+        args = ["beat", f"--loglevel={loglevel}", f"--schedule={self.schedule_path}"]
+        if scheduler:
+            args.append(f"--scheduler={scheduler}")
+        if max_interval:
+            args.append(f"--max-interval={max_interval:g}")
+        super().__init__(name, args + list(extra_args or []), env, log_dir)
+
+    def start(self) -> "Beat":
+        self.schedule_path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.keep_schedule:
+            for old in self.schedule_path.parent.glob(self.schedule_path.name + "*"):
+                old.unlink()
+        return super().start()
+
+    def sends(self) -> list[str]:
+        """Names of the schedule entries this beat has sent so far, in order, from its log."""
+        return self._send_pattern.findall(self.log_text())
 
 
 def stop_all(timeout: float = STOP_TIMEOUT) -> None:

@@ -80,7 +80,10 @@ def fence_key(key: str) -> str:
 
 
 def fenced_write(client: redis.Redis, key: str, value, fence: int) -> bool:
-    """Set `key` to `value` if `fence` ≥ every fence `key` has accepted; True when written."""
+    """Set `key` to `value` if `fence` ≥ every fence `key` has accepted; True when written.
+
+    Fences are counted per lock name: guard each resource with one lock name, always the same.
+    """
     script = client.register_script(FENCED_WRITE_SCRIPT)  # EVALSHA; loads the script once if needed
     return bool(script(keys=[key, fence_key(key)], args=[value, fence], client=client))
 
@@ -107,6 +110,9 @@ class Lock(redis.lock.Lock):
         return redis.call('incr', KEYS[2])
     """
 
+    # KEYS[1] resource key, KEYS[2] the highest fence the resource has seen
+    # ARGV[1] value, ARGV[2] the writer's fencing token
+    # returns 1 when written, 0 when a newer fence was seen before (nothing is written)
     LUA_FENCED_WRITE_SCRIPT = FENCED_WRITE_SCRIPT
 
     def __init__(
@@ -132,6 +138,10 @@ class Lock(redis.lock.Lock):
         """
         if auto_renewal and not timeout:
             raise LockError("auto_renewal needs a timeout: a lock without one never expires",
+                            lock_name=name)
+        if auto_renewal and renewal_interval and renewal_interval >= timeout:
+            raise LockError(f"renewal_interval ({renewal_interval} s) must be shorter than the "
+                            f"timeout ({timeout} s), or the lease ends before it is renewed",
                             lock_name=name)
         super().__init__(redis, name, timeout=timeout, sleep=sleep, blocking=blocking,
                          blocking_timeout=blocking_timeout, thread_local=thread_local,

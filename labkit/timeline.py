@@ -1,0 +1,451 @@
+"""Every task run on a timeline: which task, on which worker, from when to when, how it ended.
+
+Usage::
+
+    # tasks.py, once: every process that imports it (workers, beat, producers) takes part
+    from labkit import timeline
+    timeline.connect(app, url=REDIS_URL)
+
+    # a notebook or a test, the producer side
+    run_id = timeline.start_run("beat overlap")   # task runs from now on are recorded under it
+    ...                                            # beat and workers do their thing
+    runs = timeline.runs(run_id)                   # [Run(task="tasks.data_extractor", ...), ...]
+    timeline.count_overlaps(runs, task="tasks.data_extractor")
+    timeline.plot_timeline(runs, path="img/02_overlap.png")
+
+    # inside a task body, to record another outcome than the one Celery reports
+    timeline.set_outcome("skipped")
+
+What is recorded, and where (Celery signals, in the process where each thing happens):
+
+- ``before_task_publish`` (producers, beat): two message headers, no Redis call: the producer's
+  run id, if it started one, and the send time (so a run knows how long it waited in the queue).
+- ``task_prerun`` (the pool process about to run the task): ONE round trip, a Lua script that
+  picks the run (the one stamped on the message, else the current one) and stores the record.
+- ``task_postrun`` (same process, after the body): ONE round trip, the finished record.
+  Outcome: "ran" (SUCCESS), "retried" (RETRY), "failed" (FAILURE), or what ``set_outcome`` said.
+- ``task_revoked`` (the worker's main process): a message dropped without running, because its
+  ``expires`` time had passed ("expired") or someone revoked it ("revoked"): ONE round trip.
+
+Which run a task run belongs to: the run id stamped on its message by the producer that sent it,
+else the run that is current in Redis when the task starts (set by the latest ``start_run``).
+That is how runs sent by beat, which never calls ``start_run``, are recorded, and why a worker
+fleet that was started long before ``start_run`` needs no restart. With no run started, nothing
+is recorded beyond one GET per task.
+
+Storage: hash ``timeline:run:<run id>``, one field per run of a task (a task retried twice is
+three runs), value JSON; each run's hash expires a day after its last write.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from celery import current_task, signals
+
+CURRENT_RUN_KEY = "timeline:current"
+RUN_KEY_PREFIX = "timeline:run:"
+KEEP_SECONDS = 24 * 3600
+HEADER_RUN = "timeline_run"
+HEADER_SENT = "timeline_sent"
+
+OUTCOMES = ("ran", "skipped", "retried", "failed", "expired", "revoked")
+#: Outcomes of runs that did not do the task's work: they never count as overlapping.
+IDLE_OUTCOMES = ("skipped", "expired", "revoked")
+_OUTCOME_OF_STATE = {"SUCCESS": "ran", "RETRY": "retried", "FAILURE": "failed"}
+
+# KEYS[1] the current-run key
+# ARGV[1] run id, or "" for the current run; ARGV[2] field (one run of a task); ARGV[3] record
+# JSON; ARGV[4] seconds to keep the run's hash
+# returns the run id the record was stored under, or false when no run has been started
+# (The run's hash key is only known inside the script: fine on one Redis, not on a Cluster.)
+RECORD = """
+local run = ARGV[1]
+if run == '' then run = redis.call('GET', KEYS[1]) end
+if not run then return false end
+local key = 'timeline:run:' .. run
+redis.call('HSET', key, ARGV[2], ARGV[3])
+redis.call('EXPIRE', key, tonumber(ARGV[4]))
+return run
+"""
+
+
+@dataclass
+class Run:
+    """One run of one task: a task retried twice has three runs, each with its own start."""
+
+    run_id: str
+    task: str
+    task_id: str
+    worker: str
+    pid: int
+    start: float
+    end: float | None = None          # None: still running, or the process died mid-run
+    outcome: str | None = None        # one of OUTCOMES; None while running
+    sent: float | None = None         # when the producer (or beat) sent the message
+    origin: str | None = None         # who sent it, e.g. "gen4242@host" (4242 is its pid)
+    attempt: int = 0                  # retries before this run
+    key: str = ""                     # the field in the run's hash
+    t0: float = field(default=0.0, repr=False)  # the first start of the runs it was read with
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end is None else self.end - self.start
+
+    @property
+    def waited(self) -> float | None:
+        """Seconds between being sent and starting: time spent in the queue."""
+        return None if self.sent is None else self.start - self.sent
+
+    @property
+    def rel_start(self) -> float:
+        return self.start - self.t0
+
+    @property
+    def rel_end(self) -> float | None:
+        return None if self.end is None else self.end - self.t0
+
+    @property
+    def did_work(self) -> bool:
+        return self.outcome not in IDLE_OUTCOMES
+
+
+class _Recorder:
+    """The connection and the per-process bookkeeping behind the module functions."""
+
+    def __init__(self, url: str | None, app):
+        self.url = url
+        self.app = app
+        self._client: redis.Redis | None = None
+        self._script = None
+        self.own_run: str | None = None     # run started by this process: stamped on what it sends
+        self.open_runs: dict[str, tuple[str, str, dict]] = {}  # task id -> (run, field, record)
+        self.outcomes: dict[str, str] = {}  # task id -> outcome set by the task body
+
+    def client(self) -> redis.Redis:
+        # Made on first use, not in connect(): reading app.conf at import time of tasks.py
+        # would configure the app early (see the on_after_configure note in tasks.py).
+        if self._client is None:
+            url = self.url or os.environ.get("REDIS_URL") or self.app.conf.broker_url
+            self._client = redis.Redis.from_url(url, decode_responses=True)
+            self._script = self._client.register_script(RECORD)
+        return self._client
+
+    def record(self, run: str | None, field_: str, record: dict) -> str | None:
+        client = self.client()
+        stored = self._script(keys=[CURRENT_RUN_KEY],
+                              args=[run or "", field_, json.dumps(record), KEEP_SECONDS],
+                              client=client)
+        return stored or None
+
+
+_recorder: _Recorder | None = None
+
+
+def connect(app, url: str | None = None) -> None:
+    """Record every task run of `app` in the Redis at `url` (default: REDIS_URL, else the broker).
+
+    Call it once, where the app is defined, so that every worker, beat and producer does it.
+    """
+    global _recorder
+    if _recorder is not None:
+        if url != _recorder.url:
+            _recorder._client = None
+        _recorder.url, _recorder.app = url, app
+        return
+    _recorder = _Recorder(url, app)
+    # weak=False: the handlers are module functions, but be explicit that they must stay.
+    signals.before_task_publish.connect(_on_publish, weak=False)
+    signals.task_prerun.connect(_on_prerun, weak=False)
+    signals.task_postrun.connect(_on_postrun, weak=False)
+    signals.task_revoked.connect(_on_revoked, weak=False)
+
+
+def _require_recorder() -> _Recorder:
+    if _recorder is None:
+        raise RuntimeError("timeline is not connected: call timeline.connect(app) first "
+                           "(importing tasks does it)")
+    return _recorder
+
+
+_other_clients: dict[str, redis.Redis] = {}
+
+
+def _client(url: str | None) -> redis.Redis:
+    """The recorder's Redis, or the one at `url` (workers that record into another database)."""
+    if url is None:
+        return _require_recorder().client()
+    if url not in _other_clients:
+        _other_clients[url] = redis.Redis.from_url(url, decode_responses=True)
+    return _other_clients[url]
+
+
+def start_run(name: str | None = None, url: str | None = None) -> str:
+    """Start a new run: from now on task runs are recorded under the returned run id.
+
+    Tasks this process sends carry the id in their headers; tasks sent by anyone else (beat)
+    fall into it because it becomes the current run in Redis. `url`: the Redis the workers
+    record into, when it is not this process's (e.g. workers started on another database).
+    """
+    recorder = _require_recorder()
+    slug = "".join(c if c.isalnum() else "-" for c in (name or "run")).strip("-")[:40] or "run"
+    run_id = f"{slug}-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    _client(url).set(CURRENT_RUN_KEY, run_id, ex=KEEP_SECONDS)
+    recorder.own_run = run_id
+    return run_id
+
+
+def current_run(url: str | None = None) -> str | None:
+    """The run id task runs are recorded under right now, or None."""
+    return _client(url).get(CURRENT_RUN_KEY)
+
+
+def set_outcome(outcome: str) -> None:
+    """Inside a task body: record `outcome` (e.g. "skipped") instead of the state Celery reports."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}")
+    if not current_task or current_task.request.id is None:
+        raise RuntimeError("set_outcome() is for use inside a running task")
+    _require_recorder().outcomes[current_task.request.id] = outcome
+
+
+# --- Signal handlers -----------------------------------------------------------------------
+
+def _on_publish(sender=None, headers=None, **_kwargs):
+    if headers is None or _recorder is None:
+        return
+    if _recorder.own_run:
+        headers.setdefault(HEADER_RUN, _recorder.own_run)
+    headers.setdefault(HEADER_SENT, time.time())
+
+
+def _on_prerun(task_id=None, task=None, **_kwargs):
+    if _recorder is None:
+        return
+    request = task.request
+    record = {
+        "task": task.name, "task_id": task_id, "worker": request.hostname or "",
+        "pid": os.getpid(), "start": time.time(), "end": None, "outcome": None,
+        "sent": getattr(request, HEADER_SENT, None), "origin": getattr(request, "origin", None),
+        "attempt": request.retries or 0,
+    }
+    field_ = f"{task_id}:{record['attempt']}:{uuid.uuid4().hex[:6]}"
+    run = _recorder.record(getattr(request, HEADER_RUN, None), field_, record)
+    if run:
+        _recorder.open_runs[task_id] = (run, field_, record)
+
+
+def _on_postrun(task_id=None, state=None, **_kwargs):
+    if _recorder is None:
+        return
+    outcome = _recorder.outcomes.pop(task_id, None)
+    opened = _recorder.open_runs.pop(task_id, None)
+    if opened is None:
+        return
+    run, field_, record = opened
+    record.update(end=time.time(), outcome=outcome or _OUTCOME_OF_STATE.get(state, "failed"))
+    _recorder.record(run, field_, record)
+
+
+def _on_revoked(sender=None, request=None, expired=False, **_kwargs):
+    # `request` is the task's Context here: the message headers are its attributes.
+    if _recorder is None or request is None:
+        return
+    now = time.time()
+    task_id = getattr(request, "id", None)
+    record = {
+        "task": getattr(sender, "name", None) or getattr(request, "task", "?"),
+        "task_id": task_id, "worker": getattr(request, "hostname", None) or "",
+        "pid": os.getpid(), "start": now, "end": now,
+        "outcome": "expired" if expired else "revoked",
+        "sent": getattr(request, HEADER_SENT, None), "origin": getattr(request, "origin", None),
+        "attempt": getattr(request, "retries", 0) or 0,
+    }
+    _recorder.record(getattr(request, HEADER_RUN, None),
+                     f"{task_id}:dropped:{uuid.uuid4().hex[:6]}", record)
+
+
+# --- Reading -------------------------------------------------------------------------------
+
+def runs(run_id: str | None = None, url: str | None = None) -> list[Run]:
+    """The runs recorded under `run_id` (default: the current run), by start time."""
+    client = _client(url)
+    run_id = run_id or client.get(CURRENT_RUN_KEY)
+    if not run_id:
+        return []
+    records = client.hgetall(RUN_KEY_PREFIX + run_id)
+    found = [Run(run_id=run_id, key=key, **json.loads(value)) for key, value in records.items()]
+    found.sort(key=lambda run: (run.start, run.worker))
+    t0 = found[0].start if found else 0.0
+    for run in found:
+        run.t0 = t0
+    return found
+
+
+def wait_until_finished(run_id: str | None = None, timeout: float = 30.0,
+                        url: str | None = None) -> list[Run]:
+    """Wait until every started run of `run_id` has ended; return the runs.
+
+    Raises TimeoutError naming the unfinished tasks after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = runs(run_id, url)
+        unfinished = [run for run in found if run.end is None]
+        if not unfinished:
+            return found
+        if time.monotonic() > deadline:
+            where = ", ".join(f"{run.task} on {run.worker} (pid {run.pid}, started "
+                              f"{time.time() - run.start:.0f} s ago)" for run in unfinished)
+            raise TimeoutError(f"{len(unfinished)} runs still unfinished after {timeout:.0f} s: "
+                               f"{where}")
+        time.sleep(0.1)
+
+
+def overlapping(runs: list[Run], task: str | None = None) -> list[Run]:
+    """Runs that started while another run of the same task was still running (any worker).
+
+    Only runs that did the work count (a "skipped" or "expired" run is not an overlap); a run
+    that never ended counts as still running.
+    """
+    found = []
+    by_task = itertools.groupby(sorted((r for r in runs if r.did_work and task in (None, r.task)),
+                                       key=lambda r: (r.task, r.start)), key=lambda r: r.task)
+    for _task, task_runs in by_task:
+        busy_until = float("-inf")
+        for run in task_runs:
+            if run.start < busy_until:
+                found.append(run)
+            busy_until = max(busy_until, run.end if run.end is not None else float("inf"))
+    return found
+
+
+def count_overlaps(runs: list[Run], task: str | None = None) -> int:
+    """How many runs started while another run of the same task was still running."""
+    return len(overlapping(runs, task))
+
+
+# --- Drawing -------------------------------------------------------------------------------
+
+def _short(task: str) -> str:
+    return task.rsplit(".", 1)[-1]
+
+
+def _pack(lane_runs: list[Run], end_of) -> list[list[Run]]:
+    """Rows within one worker's lane: runs that overlap in time (concurrency > 1) get own rows."""
+    rows: list[list[Run]] = []
+    for run in sorted(lane_runs, key=lambda r: r.start):
+        for row in rows:
+            if end_of(row[-1]) <= run.start:
+                row.append(run)
+                break
+        else:
+            rows.append([run])
+    return rows
+
+
+def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | None = None,
+                  task: str | None = None, color_by: str = "task", ax=None):
+    """A Gantt chart of `runs`: one lane per worker, time in seconds since the first start.
+
+    Overlapping runs of the same task (see `overlapping`) get a red hatched border; "skipped"
+    runs are grey and hatched, "retried" ones have a dashed border, "failed" ones are dark red,
+    messages dropped as "expired"/"revoked" are an x above the lane of the worker that dropped
+    them; grey triangles on top mark when each run was sent. `task` limits the overlap count to one
+    task; `color_by` is "task" or "origin" (who sent each run: tells two beats apart).
+    Returns the matplotlib Figure; with `path`, also writes it there (PNG by the file name).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.lines import Line2D
+
+    if ax is None:
+        lanes_guess = len({run.worker for run in runs}) or 1
+        fig, ax = plt.subplots(figsize=(11, 1.2 + 0.8 * lanes_guess))
+    else:
+        fig = ax.figure
+    now = time.time()
+    end_of = lambda run: run.end if run.end is not None else now  # noqa: E731
+    overlaps = {run.key for run in overlapping(runs, task)}
+    keys = sorted({getattr(run, color_by) or "?" for run in runs})
+    palette = plt.get_cmap("tab10")
+    color = {key: palette(i % 10) for i, key in enumerate(keys)}
+
+    workers = sorted({run.worker for run in runs})
+    span = max([end_of(run) for run in runs], default=1) - min([r.start for r in runs], default=0)
+    min_width = max(span, 1) / 250           # a 5 ms run is still drawn as a visible sliver
+    for lane, worker in enumerate(workers):
+        rows = _pack([r for r in runs if r.worker == worker
+                      and r.outcome not in ("expired", "revoked")], end_of)
+        height = 0.8 / max(len(rows), 1)
+        for row_number, row in enumerate(rows):
+            bottom = lane - 0.4 + row_number * height
+            for run in row:
+                _draw_run(ax, run, bottom, height, color[getattr(run, color_by) or "?"],
+                          run.key in overlaps, end_of(run), min_width)
+        dropped = [r.rel_start for r in runs
+                   if r.worker == worker and r.outcome in ("expired", "revoked")]
+        ax.plot(dropped, [lane - 0.48] * len(dropped), marker="x", color="black",
+                linestyle="", markersize=7, markeredgewidth=2)
+    sent = [r.sent - r.t0 for r in runs if r.sent and task in (None, r.task) and r.attempt == 0]
+    ax.plot(sent, [-0.58] * len(sent), marker="v", color="dimgrey", linestyle="", markersize=5)
+
+    ax.set_yticks(range(len(workers)), labels=[w.split("@")[0] for w in workers])
+    ax.set_ylim(-0.7, len(workers) - 0.4)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first run started")
+    ax.grid(axis="x", alpha=0.3)
+    count = len(overlaps)
+    what = f"overlapping runs of {_short(task)}" if task else "overlapping runs"
+    ax.set_title(f"{title + ' — ' if title else ''}{count} {what}")
+
+    handles = [Patch(facecolor=color[key], label=_short(key) if color_by == "task" else key)
+               for key in keys]
+    if overlaps:
+        handles.append(Patch(facecolor="white", edgecolor="red", hatch="///", linewidth=2,
+                             label="overlaps a run of the same task"))
+    if sent:
+        handles.append(Line2D([], [], marker="v", color="dimgrey", linestyle="",
+                              label=f"sent{' (' + _short(task) + ')' if task else ''}"))
+    outcomes_seen = {run.outcome for run in runs}
+    if "skipped" in outcomes_seen:
+        handles.append(Patch(facecolor="lightgrey", hatch="..", label="skipped"))
+    if "retried" in outcomes_seen:
+        handles.append(Patch(facecolor="white", edgecolor="darkorange", linestyle="--",
+                             linewidth=2, label="retried"))
+    if "failed" in outcomes_seen:
+        handles.append(Patch(facecolor="darkred", label="failed"))
+    if outcomes_seen & {"expired", "revoked"}:
+        handles.append(Line2D([], [], marker="x", color="black", linestyle="",
+                              label="dropped (expired)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small",
+              frameon=False)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def _draw_run(ax, run: Run, bottom: float, height: float, color, overlaps: bool, end: float,
+              min_width: float):
+    width = max(end - run.start, min_width)
+    thin = width <= min_width * 2            # a black border would hide a sliver's colour
+    style = {"facecolor": color, "edgecolor": color if thin else "black", "linewidth": 0.6}
+    if run.outcome == "skipped":
+        style.update(facecolor="lightgrey", hatch="..")
+    elif run.outcome == "failed":
+        style.update(facecolor="darkred")
+    elif run.outcome == "retried":
+        style.update(edgecolor="darkorange", linestyle="--", linewidth=2)
+    if overlaps:
+        style.update(edgecolor="red", hatch="///", linewidth=2)
+    if run.end is None:
+        style.update(alpha=0.5)  # still running (or its process died): drawn up to now
+    ax.broken_barh([(run.rel_start, width)], (bottom, height * 0.9), **style)

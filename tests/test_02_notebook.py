@@ -1,0 +1,26 @@
+"""Lesson 02: the notebook runs top to bottom from a fresh kernel and shows what it says."""
+from __future__ import annotations
+
+import re
+import time
+
+
+def outputs_of(notebook) -> str:
+    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []))
+
+
+def test_notebook_02_runs_top_to_bottom_and_shows_overlaps_and_the_fixes(run_notebook):
+    started = time.monotonic()
+    notebook = run_notebook("02_beat_overlap.ipynb", db=12)
+    print(f"notebook 02 ran in {time.monotonic() - started:.0f} s")
+    text = outputs_of(notebook)
+
+    overlaps = int(re.search(r"(\d+) overlapping runs of the extractor", text).group(1))
+    assert overlaps >= 1
+    assert re.search(r"\b0 overlapping runs; longest queue 'extract'", text)   # the solo worker
+    assert re.search(r"[1-9]\d* runs dropped as expired", text)
+    assert "failover:" in text
+    images = [output for cell in notebook.cells for output in cell.get("outputs", [])
+              if "image/png" in output.get("data", {})]
+    assert len(images) == 6   # overlap, queue length, expires, solo queue, two beats, redbeat
