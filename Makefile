@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test redis workers lab figures figures-03 clean
+.PHONY: demo test redis workers lab figures figures-03 clean bench-locks
 
 demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
 	$(BIN)/python -m labkit.demo
@@ -27,6 +27,9 @@ figures: $(VENV)/.installed figures-03   ## regenerate img/NN_*.png from real ru
 
 figures-03: $(VENV)/.installed  ## img/03_*.png: the lock-taking task patterns, before and after
 	$(BIN)/python scripts/figures_03.py
+
+bench-locks: $(VENV)/.installed  ## lesson 03: lock acquire+release cycles/s, as ratios to raw SET NX PX + DEL
+	$(BIN)/python bench/locks.py
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \

@@ -39,13 +39,14 @@ is a Redis key written through a Lua script; a database would check the fence in
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Optional
 
 import redis
 import redis.lock
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError, NoScriptError
 from redis.typing import Number
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,10 @@ def fence_key(key: str) -> str:
 
 
 def fenced_write(client: redis.Redis, key: str, value, fence: int) -> bool:
-    """Set `key` to `value` if `fence` ≥ every fence `key` has accepted; True when written."""
+    """Set `key` to `value` if `fence` ≥ every fence `key` has accepted; True when written.
+
+    Fences are counted per lock name: guard each resource with one lock name, always the same.
+    """
     script = client.register_script(FENCED_WRITE_SCRIPT)  # EVALSHA; loads the script once if needed
     return bool(script(keys=[key, fence_key(key)], args=[value, fence], client=client))
 
@@ -106,6 +110,9 @@ class Lock(redis.lock.Lock):
         return redis.call('incr', KEYS[2])
     """
 
+    # KEYS[1] resource key, KEYS[2] the highest fence the resource has seen
+    # ARGV[1] value, ARGV[2] the writer's fencing token
+    # returns 1 when written, 0 when a newer fence was seen before (nothing is written)
     LUA_FENCED_WRITE_SCRIPT = FENCED_WRITE_SCRIPT
 
     def __init__(
@@ -132,6 +139,10 @@ class Lock(redis.lock.Lock):
         if auto_renewal and not timeout:
             raise LockError("auto_renewal needs a timeout: a lock without one never expires",
                             lock_name=name)
+        if auto_renewal and renewal_interval and renewal_interval >= timeout:
+            raise LockError(f"renewal_interval ({renewal_interval} s) must be shorter than the "
+                            f"timeout ({timeout} s), or the lease ends before it is renewed",
+                            lock_name=name)
         super().__init__(redis, name, timeout=timeout, sleep=sleep, blocking=blocking,
                          blocking_timeout=blocking_timeout, thread_local=thread_local,
                          raise_on_release_error=raise_on_release_error)
@@ -157,6 +168,10 @@ class Lock(redis.lock.Lock):
         return getattr(self.local, "fence", None)
 
     def acquire(self, sleep=None, blocking=None, blocking_timeout=None, token=None) -> bool:
+        if token is None:
+            # 128 random bits: unguessable, unlike redis-py's uuid1 (clock + MAC address), and
+            # ten times cheaper to make (about 1 µs against 10 µs per acquire).
+            token = os.urandom(16).hex().encode()
         acquired = super().acquire(sleep=sleep, blocking=blocking,
                                    blocking_timeout=blocking_timeout, token=token)
         if acquired:
@@ -167,12 +182,27 @@ class Lock(redis.lock.Lock):
 
     def do_acquire(self, token) -> bool:
         ttl_ms = int(self.timeout * 1000) if self.timeout else 0
-        fence = self.lua_acquire(keys=[self.name, fence_key(self.name)], args=[token, ttl_ms],
-                                 client=self.redis)
+        fence = self._run(self.lua_acquire, [self.name, fence_key(self.name)], [token, ttl_ms])
         if not fence:
             return False
         self.local.fence = int(fence)
         return True
+
+    def do_release(self, expected_token) -> None:
+        if not self._run(self.lua_release, [self.name], [expected_token]):
+            raise LockNotOwnedError("Cannot release a lock that's no longer owned",
+                                    lock_name=self.name)
+
+    def _run(self, script, keys: list, args: list):
+        """EVALSHA the script, loading it first if the server does not know it.
+
+        The same as calling the `Script` object, minus its per-call Python (about 6 µs, a few
+        percent of an acquire + release cycle on loopback; see bench/locks.py).
+        """
+        try:
+            return self.redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a new or restarted server, or a SCRIPT FLUSH
+            return script(keys=keys, args=args, client=self.redis)
 
     def release(self) -> None:
         self._stop_watchdog()
@@ -194,8 +224,7 @@ class Lock(redis.lock.Lock):
         if fence is None:
             raise LockError(f"cannot write {key!r} through lock {self.name!r}: it is not held",
                             lock_name=self.name)
-        if not self.lua_fenced_write(keys=[key, fence_key(key)], args=[value, fence],
-                                     client=self.redis):
+        if not self._run(self.lua_fenced_write, [key, fence_key(key)], [value, fence]):
             raise StaleFenceError(f"write to {key!r} refused: fence {fence} of lock {self.name!r} "
                                   "is older than one the resource has seen", lock_name=self.name)
 

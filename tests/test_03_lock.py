@@ -64,9 +64,11 @@ def test_auto_renewal_through_redis_client_lock_with_a_partial(redis_client, nam
         assert lock.owned()
 
 
-def test_auto_renewal_needs_a_timeout(redis_client, name):
+def test_auto_renewal_needs_a_timeout_longer_than_its_interval(redis_client, name):
     with pytest.raises(LockError, match="auto_renewal needs a timeout"):
         Lock(redis_client, name, auto_renewal=True)
+    with pytest.raises(LockError, match="must be shorter than the timeout"):
+        Lock(redis_client, name, timeout=1, auto_renewal=True, renewal_interval=1)
 
 
 # --- fencing tokens ---------------------------------------------------------------------------

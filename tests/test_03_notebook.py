@@ -1,0 +1,24 @@
+"""Lesson 03: the locks notebook runs top to bottom from a fresh kernel and shows what it says."""
+
+def outputs_of(notebook) -> str:
+    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []))
+
+
+def test_notebook_03_walks_a_to_f_and_shows_each_flaw_and_fix(run_notebook):
+    notebook = run_notebook("03_locks.ipynb", db=3, timeout=180)
+    text = outputs_of(notebook)
+    assert "without a lock: 500 of 4000" in text
+    assert "with locks.Lock: 4000 of 4000" in text
+    assert "most processes holding the lock at once: 2" in text
+    assert "(-1: it never expires)" in text and "who got the lock after the crash: nobody" in text
+    assert "C acquired while B held the lock: True" in text
+    assert "the resource holds: \"A's report #1\"" in text           # e: the stale write lands
+    assert "accepted: 0" in text and "the resource holds: \"B's report\"" in text  # f: refused
+    assert "lost reported within 2 s: True" in text and "fenced write: LockLostError" in text
+    assert "1 master killed → acquired: True" in text
+    assert "3 masters killed → acquired: False" in text
+    assert "Task patterns built on the lock" in "\n".join(c.source for c in notebook.cells)
+    images = [output for cell in notebook.cells for output in cell.get("outputs", [])
+              if "image/png" in output.get("data", {})]
+    assert len(images) == 7  # a's bars, the timelines of b, c, d, e, f, and the TTL story
