@@ -17,6 +17,10 @@ Settings come from the environment:
     CELERY_RESULT_BACKEND   overrides the result backend only
     MAIL_EVERY, EXTRACT_EVERY, EXTRACT_SECONDS, EXTRACT_EXPIRES, EXTRACT_QUEUE
                             the periodic jobs' timings and remedies, read by beat (lesson 02)
+    EXTRACT_SINGLE_INSTANCE=1, EXTRACT_LOCK_TTL
+                            beat sends the single-instance extractor; its lock's lease (lesson 03)
+    TARGET_MAX_RETRIES, TARGET_BACKOFF, TARGET_BACKOFF_CAP, TARGET_RATE_LIMIT
+                            run_on_target's retry policy and rate limit, read by workers (lesson 03)
 
 After you edit this file, restart the workers: a running worker keeps the code it started with.
 """

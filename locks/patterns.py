@@ -65,9 +65,9 @@ def _record(outcome: str) -> None:
     """Tell the run timeline (labkit.timeline, when it is there) how this run ended."""
     try:
         from labkit import timeline
-    except ImportError:
-        return
-    timeline.set_outcome(outcome)
+        timeline.set_outcome(outcome)
+    except (ImportError, RuntimeError):   # no timeline, or not connected: nothing to tell
+        pass
 
 
 def single_instance(db, ttl: float = 10, name: str | None = None):

@@ -115,9 +115,9 @@ def test_the_rate_limit_spaces_out_the_starts_on_a_worker():
     report = run_demo(f"run_target_demo({jobs!r}, concurrency=3, rate_limit='2/s')", TARGET_DB)
     starts = sorted(run.start for run in report["runs"])
     gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
-    # 2 per second: half a second apart (a quarter allowed for pool hand-over jitter); with
-    # no limit, three pool processes would start three at once.
-    assert len(starts) == 6 and min(gaps) > 0.25, gaps
+    # 2 per second: half a second apart (0.3 s of it allowed for a slow hand-over to a pool
+    # process); with no limit, three pool processes would start three at once.
+    assert len(starts) == 6 and min(gaps) > 0.2, gaps
 
 
 # --- i. single instance: lesson 02's overlap run again -----------------------------------------
