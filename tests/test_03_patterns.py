@@ -159,20 +159,23 @@ def test_invoker_target_runs_each_target_and_reports_retries(workers, run_invoke
     lines = [line.split() for line in done.stdout.splitlines()]
     assert [line[0] for line in lines] == ["dave", "dave", "alice"]
     assert all(line[1] == "ran" for line in lines), done.stdout
-    assert int(lines[1][-2]) >= 1  # the second dave task found dave busy at least once
+    # (whether the second dave task had to retry depends on which worker took it: a busy worker
+    # may hold it, prefetched, until dave's first run is over; the fleet tests above force it)
+    assert all(line[-1] == "retries" and line[-2].isdigit() for line in lines), done.stdout
 
 
 def test_single_instance_holds_through_runs_longer_than_its_lock_ttl_because_the_lock_renews():
-    # A 1 s lease, 2.5 s runs, a run sent every second: without renewal the lease would end
-    # mid-run and the next run would start alongside.
-    report = run_demo("run_single_instance_demo(single_instance=True, every=1, seconds=2.5, "
-                      "for_seconds=6, lock_ttl=1)", SINGLE_DB)
+    # A 3 s lease, 7.5 s runs, a run sent every second: without renewal the lease would end
+    # mid-run and the next run would start alongside. (Renewal comes every ttl/3: a lease much
+    # shorter than this can lapse when a loaded machine stalls the process for 2/3 of it.)
+    report = run_demo("run_single_instance_demo(single_instance=True, every=1, seconds=7.5, "
+                      "for_seconds=8, lock_ttl=3)", SINGLE_DB)
     assert report["overlaps"] == 0
     assert report["ran"] >= 2 and report["skipped"] >= 2, report
 
 
 def test_a_single_instance_holder_killed_mid_run_blocks_the_job_for_at_most_its_lock_ttl():
-    report = run_demo("run_single_instance_crash_demo(lock_ttl=2, every=1, seconds=4, "
+    report = run_demo("run_single_instance_crash_demo(lock_ttl=3, every=1, seconds=6, "
                       "for_seconds=8)", SINGLE_DB)
     killed_at, ttl = report["killed_at"], report["lock_ttl"]
     after = [run for run in report["runs"] if run.start > killed_at]
