@@ -103,8 +103,8 @@ def run_single_instance_demo(single_instance: bool, every: float = 1.0, seconds:
             "skipped": sum(run.outcome == "skipped" for run in runs)}
 
 
-def run_single_instance_crash_demo(lock_ttl: float = 2.0, every: float = 1.0,
-                                   seconds: float = 4.0, for_seconds: float = 9.0,
+def run_single_instance_crash_demo(lock_ttl: float = 3.0, every: float = 1.0,
+                                   seconds: float = 6.0, for_seconds: float = 8.0,
                                    timeout: float = WAIT_TIMEOUT) -> dict:
     """The single-instance run, with the pool process of the first run killed (SIGKILL) in the
     middle of it: its lock is not released, its renewals stop, and the lease ends `lock_ttl`

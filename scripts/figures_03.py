@@ -29,7 +29,7 @@ def draw(runs, plt) -> list[str]:
     for ax, single in zip(axes, (False, True)):
         runs.plot_single_instance(runs.run_single_instance_demo(single, every=1, seconds=2.5,
                                                                 for_seconds=8), ax=ax)
-    runs.plot_single_instance(runs.run_single_instance_crash_demo(lock_ttl=2, every=1, seconds=4,
+    runs.plot_single_instance(runs.run_single_instance_crash_demo(lock_ttl=3, every=1, seconds=6,
                                                                   for_seconds=8), ax=axes[2])
     written.append(_save(fig, "03_single_instance.png"))
 
