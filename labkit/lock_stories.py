@@ -102,7 +102,7 @@ def count_up(url: str, key: str, increment, processes: int = 8, times: int = 500
     """
     client = _clear(url, key)
     with Children() as children:
-        barrier = children.context.Barrier(processes) if forced and lock_class is None else None
+        barrier = children.context.Barrier(processes, timeout=WAIT) if forced and lock_class is None else None
         for number in range(processes):
             children.start(_count_up, url, key, times, increment, lock_class, barrier, window,
                            name=f"counter{number + 1}")
@@ -125,7 +125,7 @@ def two_contenders(url: str, lock_class, prefix: str = "lesson03:b", hold: float
     """Two processes acquire at once; both pass the check before either sets (a barrier)."""
     client = _clear(url, prefix)
     with Children() as children:
-        both_checked = children.context.Barrier(2)
+        both_checked = children.context.Barrier(2, timeout=WAIT)
         for who in ("A", "B"):
             children.start(_contender, url, prefix, who, lock_class, both_checked.wait, hold,
                            name=who)
