@@ -102,7 +102,8 @@ def count_up(url: str, key: str, increment, processes: int = 8, times: int = 500
     """
     client = _clear(url, key)
     with Children() as children:
-        barrier = children.context.Barrier(processes, timeout=WAIT) if forced and lock_class is None else None
+        racy = forced and lock_class is None
+        barrier = children.context.Barrier(processes, timeout=WAIT) if racy else None
         for number in range(processes):
             children.start(_count_up, url, key, times, increment, lock_class, barrier, window,
                            name=f"counter{number + 1}")

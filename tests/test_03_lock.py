@@ -64,7 +64,8 @@ def test_lock_works_with_a_bytes_client_too(redis_url, name):
 
 
 def test_auto_renewal_through_redis_client_lock_with_a_partial(redis_client, name):
-    lock = redis_client.lock(name, timeout=0.6, lock_class=functools.partial(Lock, auto_renewal=True))
+    renewing = functools.partial(Lock, auto_renewal=True)
+    lock = redis_client.lock(name, timeout=0.6, lock_class=renewing)
     with lock:
         time.sleep(1.8)  # 3 × the TTL
         assert lock.owned() and not lock.lost.is_set()
