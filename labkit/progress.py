@@ -1,0 +1,302 @@
+"""Watching progress from the outside: polled PROGRESS traces, Celery events, Redis round trips.
+
+Lesson 04's plumbing; the notebook, the tests, the figures and the benchmark share it::
+
+    >>> trace = poll_progress(results, timeout=60)      # {task id: [(seconds, state, percent)]}
+    >>> with EventLog(tasks.app) as log:                 # a monitor's view: Celery events
+    ...     result.get(timeout=30)
+    ...     log.wait_for(lambda events: ..., timeout=10)
+    >>> with redis_round_trips() as trips:               # what this process said to Redis
+    ...     tasks.fft_random.update_state(task_id, "PROGRESS", meta)
+    >>> len(trips), trips                                 # 2, [['GET'], ['MULTI', 'SETEX', ...]]
+
+`python -m labkit.progress --figures img` makes lesson 04's figures from real runs (`make
+figures-04`): a private Redis, three workers, the spectrum and six tasks' progress curves.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis.connection
+
+PROBE_EVENT = "labkit-probe"
+
+
+# --- Polling: what a producer sees through the result backend -------------------------------
+
+def percent_of(result) -> tuple[str, float | None]:
+    """(state, percent done) of an AsyncResult: PROGRESS meta, 100 at SUCCESS, None if unknown."""
+    state, info = result.state, result.info
+    if state == "PROGRESS" and isinstance(info, dict):
+        return state, float(info.get("percent", 0.0))
+    if state == "SUCCESS":
+        return state, 100.0
+    return state, None
+
+
+def poll_progress(results, timeout: float, every: float = 0.05) -> dict[str, list]:
+    """Poll every result until all are ready; per task id [(seconds since start, state, percent)].
+
+    Raises TimeoutError when they are not all ready after `timeout` seconds.
+    """
+    started = time.monotonic()
+    trace: dict[str, list] = {result.id: [] for result in results}
+    waiting = list(results)
+    while waiting:
+        now = time.monotonic() - started
+        if now > timeout:
+            raise TimeoutError(f"{len(waiting)} of {len(results)} tasks not done after {timeout:g} s")
+        for result in list(waiting):
+            state, percent = percent_of(result)
+            trace[result.id].append((now, state, percent))
+            if state in ("SUCCESS", "FAILURE", "REVOKED"):
+                waiting.remove(result)
+        time.sleep(every)
+    return trace
+
+
+# --- Events: what a monitor such as Flower sees ---------------------------------------------
+
+class EventLog:
+    """Celery events received in a background thread, the way Flower receives them.
+
+    Events travel through the broker (a Redis pub/sub channel) and are not stored: a receiver
+    sees only what is sent while it listens. `start()` therefore returns only once a probe event
+    of our own has come back through the broker.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        self._receiver = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _on_event(self, event: dict) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def _listen(self) -> None:
+        try:
+            with self.app.connection_for_read() as connection:
+                self._receiver = self.app.events.Receiver(connection, handlers={"*": self._on_event})
+                self._receiver.capture(limit=None, timeout=None, wakeup=False)
+        except BaseException as error:  # reported by start()/wait_for, not lost in the thread
+            self._error = error
+
+    def start(self, timeout: float = 10.0) -> "EventLog":
+        self._thread = threading.Thread(target=self._listen, name="EventLog", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        with self.app.events.default_dispatcher(hostname="labkit-probe") as dispatcher:
+            while not self.of(PROBE_EVENT):
+                if self._error or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"the event receiver did not start: {self._error!r}")
+                dispatcher.send(PROBE_EVENT)
+                time.sleep(0.1)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def of(self, type_: str | None = None, uuid: str | None = None) -> list[dict]:
+        """The events received so far, of one type and/or about one task."""
+        with self._lock:
+            return [event for event in self.events
+                    if (type_ is None or event["type"] == type_)
+                    and (uuid is None or event.get("uuid") == uuid)]
+
+    def wait_for(self, condition, timeout: float) -> list[dict]:
+        """Wait until `condition(events so far)` is true; the events; TimeoutError if never."""
+        deadline = time.monotonic() + timeout
+        while not condition(self.of()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"events not seen after {timeout:g} s; got types "
+                                   f"{sorted({event['type'] for event in self.of()})}")
+            time.sleep(0.05)
+        return self.of()
+
+    def __enter__(self) -> "EventLog":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+# --- Round trips: what one update costs -----------------------------------------------------
+
+def command_names(packed) -> list[str]:
+    """The command names in what redis-py sends at once (one command, or a whole pipeline)."""
+    if isinstance(packed, str):
+        data = packed.encode()
+    elif isinstance(packed, (bytes, bytearray, memoryview)):
+        data = bytes(packed)
+    else:
+        data = b"".join(bytes(part) for part in packed)
+    names, position = [], 0
+    while position < len(data):        # RESP: *<argc>\r\n then $<len>\r\n<arg>\r\n per argument
+        end = data.index(b"\r\n", position)
+        argc, position = int(data[position + 1:end]), end + 2
+        for index in range(argc):
+            end = data.index(b"\r\n", position)
+            length, position = int(data[position + 1:end]), end + 2
+            if index == 0:
+                names.append(data[position:position + length].decode().upper())
+            position += length + 2
+    return names
+
+
+@contextmanager
+def redis_round_trips():
+    """Record what this process sends to Redis inside the block: one list of names per send.
+
+    redis-py writes one command, or a whole pipeline, in one send and then reads the replies,
+    so each send is one round trip. The counting wraps redis-py's send method for the block
+    and restores it after; the commands still go to the real server.
+    """
+    sends: list[list[str]] = []
+    connection_class = redis.connection.AbstractConnection
+    original = connection_class.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sends.append(command_names(command))
+        return original(self, command, check_health)
+
+    connection_class.send_packed_command = counting
+    try:
+        yield sends
+    finally:
+        connection_class.send_packed_command = original
+
+
+def update_cost(task, task_id: str, updates: int = 20, events: bool = True) -> dict:
+    """Round trips and seconds that one PROGRESS update costs, as `Progress.report` makes it."""
+    import tasks as lesson
+
+    progress = lesson.Progress(task, total=updates, events=events)
+    task.push_request(id=task_id, hostname="labkit-measure")   # as if a worker ran task_id
+    try:
+        progress.report(0)   # connections opened and the result key created outside the count
+        with redis_round_trips() as sends:
+            started = time.perf_counter()
+            for current in range(1, updates + 1):
+                progress.report(current)
+            seconds = time.perf_counter() - started
+    finally:
+        task.pop_request()
+    return {"round_trips": len(sends) / updates, "seconds": seconds / updates,
+            "sends": sends[:len(sends) // updates]}
+
+
+# --- Pictures ---------------------------------------------------------------------------------
+
+def plot_spectrum(outcome: dict, ax=None):
+    """The averaged spectrum, found peaks (dots) against planted tones (dashed lines)."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(9, 3.6))[1]
+    ax.plot(outcome["frequencies"], outcome["magnitudes"], lw=0.8, color="0.35",
+            label=f"averaged over {outcome['frames']} frames")
+    for index, (frequency, amplitude) in enumerate(outcome["tones"]):
+        ax.axvline(frequency, color="tab:blue", ls="--", lw=1, alpha=0.7,
+                   label="planted tones" if index == 0 else None)
+    found = outcome["peaks"]
+    ax.plot([f for f, _ in found], [m for _, m in found], "o", color="tab:red", ms=7,
+            mfc="none", mew=2, label="peaks found by the task")
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("magnitude (tone amplitude units)")
+    ax.set_title(f"spectrum task: {len(found)} peaks found, bin width {outcome['bin_width']:.2f} Hz")
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def plot_progress_curves(trace: dict, workers: dict, ax=None, title: str | None = None):
+    """Percent done over time, one line per task, coloured by the worker that ran it."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(9, 3.8))[1]
+    colours = {name: f"C{index}" for index, name in enumerate(sorted(set(workers.values())))}
+    labelled = set()
+    for number, (task_id, points) in enumerate(trace.items(), start=1):
+        seconds = [t for t, _, _ in points]
+        percent = [p if p is not None else 0.0 for _, _, p in points]
+        worker = workers.get(task_id, "?")
+        ax.plot(seconds, percent, color=colours.get(worker, "0.5"), lw=1.8,
+                label=worker.split("@")[0] if worker not in labelled else None)
+        labelled.add(worker)
+        done_at = next((t for t, state, _ in points if state == "SUCCESS"), seconds[-1])
+        ax.annotate(f"task {number}", (done_at, 100), textcoords="offset points",
+                    xytext=(-14, 4 + 9 * (number % 2)), fontsize=7)
+    ax.set_xlabel("seconds since the tasks were sent")
+    ax.set_ylabel("percent done (PROGRESS meta)")
+    ax.set_ylim(-3, 112)
+    ax.set_title(title or f"{len(trace)} tasks on {len(colours)} workers: flat at 0 % = queued")
+    ax.legend(title="ran on", loc="lower right", fontsize=8)
+    return ax
+
+
+def make_figures(out_dir: Path) -> list[Path]:
+    """Run the lesson on a private Redis with three workers and save img/04_*.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labkit.processes import Fleet
+    from labkit.redis_server import RedisServer
+
+    server = RedisServer().start()
+    os.environ["REDIS_URL"] = server.url
+    import tasks
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    try:
+        with Fleet(["worker1", "worker2", "worker3"], concurrency=1):
+            outcome = tasks.spectrum.delay(
+                [[440, 1.0], [1000, 0.5], [2500, 0.8], [3210.5, 0.3]], frames=300, seed=4,
+                return_spectrum=True).get(timeout=120)
+            ax = plot_spectrum(outcome)
+            saved.append(_save(ax.figure, out_dir / "04_spectrum.png"))
+
+            results = [tasks.fft_random.delay(40_000, seed=i) for i in range(6)]
+            trace = poll_progress(results, timeout=300)
+            workers = {result.id: result.worker for result in results}
+            ax = plot_progress_curves(trace, workers)
+            saved.append(_save(ax.figure, out_dir / "04_progress_6_tasks_3_workers.png"))
+            plt.close("all")
+    finally:
+        server.stop()
+    return saved
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit.progress",
+                                     description="Make lesson 04's figures from real runs.")
+    parser.add_argument("--figures", type=Path, default=Path("img"), metavar="DIR",
+                        help="where to write 04_*.png (default img)")
+    args = parser.parse_args(argv)
+    for path in make_figures(args.figures):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
