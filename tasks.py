@@ -266,7 +266,8 @@ def check_spectrum(tones, frames, frame_size, sample_rate, noise) -> list[list[f
     for tone in tones:
         frequency, amplitude = (tone, 1.0) if isinstance(tone, (int, float)) else (list(tone) + [None])[:2]
         if not isinstance(frequency, (int, float)) or not 0 < frequency < nyquist:
-            raise ValueError(f"tone {frequency!r} Hz is outside 0 < f < {nyquist:g} Hz, the "
+            shown = f"{frequency:g}" if isinstance(frequency, (int, float)) else repr(frequency)
+            raise ValueError(f"tone {shown} Hz is outside 0 < f < {nyquist:g} Hz, the "
                              f"Nyquist frequency (sample rate / 2): pick tones inside it")
         if not isinstance(amplitude, (int, float)) or not amplitude > 0:
             raise ValueError(f"the amplitude of the {frequency:g} Hz tone must be a positive "
