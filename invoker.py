@@ -231,7 +231,8 @@ def show_progress_bars(results, options, label: str) -> None:
                     last_seen[index], last_news = news, time.monotonic()
                 info = meta.get("result")
                 if meta["status"] == "PROGRESS" and isinstance(info, dict) and "current" in info:
-                    bar.total = info["total"]
+                    if bar.total != info["total"]:
+                        bar.reset(total=info["total"])   # the first PROGRESS names the total
                     bar.update(info["current"] - bar.n)
                 elif meta["status"] in ("SUCCESS", "FAILURE", "REVOKED"):
                     if meta["status"] == "SUCCESS" and bar.total:

@@ -11,7 +11,8 @@ Lesson 04's plumbing; the notebook, the tests, the figures and the benchmark sha
     >>> len(trips), trips                                 # 2, [['GET'], ['MULTI', 'SETEX', ...]]
 
 `python -m labkit.progress --figures img` makes lesson 04's figures from real runs (`make
-figures-04`): a private Redis, three workers, the spectrum and six tasks' progress curves.
+figures-04`): a private Redis, three workers, the spectrum, six tasks' progress curves and
+the cost of updates.
 """
 from __future__ import annotations
 
@@ -228,21 +229,40 @@ def plot_progress_curves(trace: dict, workers: dict, ax=None, title: str | None 
     ax = ax or plt.subplots(figsize=(9, 3.8))[1]
     colours = {name: f"C{index}" for index, name in enumerate(sorted(set(workers.values())))}
     labelled = set()
-    for number, (task_id, points) in enumerate(trace.items(), start=1):
+    for task_id, points in trace.items():
         seconds = [t for t, _, _ in points]
         percent = [p if p is not None else 0.0 for _, _, p in points]
         worker = workers.get(task_id, "?")
         ax.plot(seconds, percent, color=colours.get(worker, "0.5"), lw=1.8,
                 label=worker.split("@")[0] if worker not in labelled else None)
         labelled.add(worker)
-        done_at = next((t for t, state, _ in points if state == "SUCCESS"), seconds[-1])
-        ax.annotate(f"task {number}", (done_at, 100), textcoords="offset points",
-                    xytext=(-14, 4 + 9 * (number % 2)), fontsize=7)
     ax.set_xlabel("seconds since the tasks were sent")
     ax.set_ylabel("percent done (PROGRESS meta)")
     ax.set_ylim(-3, 112)
     ax.set_title(title or f"{len(trace)} tasks on {len(colours)} workers: flat at 0 % = queued")
-    ax.legend(title="ran on", loc="lower right", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], title="ran on",
+              loc="lower right", fontsize=8)
+    return ax
+
+
+def plot_update_cost(outcomes: dict, ax=None):
+    """Seconds of the same FFT loop without progress, throttled, and after every round."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8, 2.6))[1]
+    names = list(outcomes)
+    seconds = [outcomes[name]["seconds"] for name in names]
+    ax.barh(names, seconds, color=["0.6", "tab:green", "tab:red"][:len(names)])
+    for row, name in enumerate(names):
+        ax.annotate(f"  {outcomes[name]['updates']} updates", (seconds[row], row), va="center",
+                    fontsize=8)
+    rounds = outcomes[names[0]]["rounds"]
+    ax.set_xlabel(f"seconds for the same {rounds} FFT rounds (3 Redis round trips per update)")
+    ax.set_xlim(0, max(seconds) * 1.25)
+    ax.invert_yaxis()
+    ax.set_title("the cost of progress: report by time, not by count")
     return ax
 
 
@@ -275,6 +295,13 @@ def make_figures(out_dir: Path) -> list[Path]:
             workers = {result.id: result.worker for result in results}
             ax = plot_progress_curves(trace, workers)
             saved.append(_save(ax.figure, out_dir / "04_progress_6_tasks_3_workers.png"))
+
+            runs = {"no progress": {"report": False}, "every 0.2 s": {},
+                    "after every round": {"interval": 0}}
+            outcomes = {name: tasks.fft_random.delay(3000, **options).get(timeout=120)
+                        for name, options in runs.items()}
+            ax = plot_update_cost(outcomes)
+            saved.append(_save(ax.figure, out_dir / "04_update_cost.png"))
             plt.close("all")
     finally:
         server.stop()
