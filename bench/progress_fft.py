@@ -12,9 +12,10 @@ stopped at the end. Two measurements:
    in this process (each send of redis-py is one round trip, see labkit.progress) and on the
    server (INFO commandstats before and after, while nothing else talks to it).
 2. fft_random(N) without reporting and with it (every FFT_PROGRESS_INTERVAL = 0.2 s), in
-   alternating order on the same worker; the task times its own loop. Printed as the median
-   of the per-pair ratios; target: at most 2 % overhead at 5 or more updates a second. Then the
-   same for an update after every round, the cost that the time-throttle avoids.
+   alternating order on the same worker; the task times its own loop, and also the time it
+   spends reporting (a second view that machine noise hardly touches). Printed as ratios;
+   target: at most 2 % overhead at 5 or more updates a second. Then the same for an update
+   after every round, the cost that the time-throttle avoids.
 
 Not a test: the numbers depend on the machine. Run it on a quiet one.
 """
