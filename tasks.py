@@ -8,12 +8,14 @@ Usage::
     (terminal 4)$ python invoker.py add 2 3
     5
     (terminal 4)$ python invoker.py mail --count 10      # which worker sent which email
+    (terminal 4)$ python invoker.py fft 200000 --tasks 3 # live progress bars (lesson 04)
 
 Settings come from the environment:
 
     REDIS_URL               redis://localhost:6379/0 unless set; broker and result backend use it
     CELERY_BROKER_URL       overrides the broker only
     CELERY_RESULT_BACKEND   overrides the result backend only
+    FFT_PROGRESS_INTERVAL   seconds between PROGRESS updates of the FFT tasks (default 0.2)
 
 After you edit this file, restart the workers: a running worker keeps the code it started with.
 """
@@ -245,8 +247,8 @@ def fft_random(self, n: int, report: bool = True, interval: float | None = None,
     started = time.perf_counter()
     power = 0.0
     for done in range(1, rounds + 1):
-        spectrum = scipy_fft.fft(rng.standard_normal(FFT_SAMPLES))
-        power += np.vdot(spectrum, spectrum).real / FFT_SAMPLES**2
+        transform = scipy_fft.fft(rng.standard_normal(FFT_SAMPLES))
+        power += np.vdot(transform, transform).real / FFT_SAMPLES**2
         progress.advance(done)
     return {"rounds": rounds, "samples": FFT_SAMPLES, "mean_power": float(power / rounds),
             "seconds": time.perf_counter() - started, "updates": progress.updates,
