@@ -151,7 +151,7 @@ def run_mail(options):
     for worker, ids in sorted(report["sent_by"].items()):
         print(f"  {worker:<24} sent {len(ids):>3}: {' '.join(ids)}")
     print(f"{report['deliveries']} emails sent for {report['messages']} messages; "
-          f"sent twice: {', '.join(report['sent_twice']) or 'none'}; "
+          f"sent more than once: {', '.join(report['sent_more_than_once']) or 'none'}; "
           f"still pending: {report['pending']}")
     return report
 

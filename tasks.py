@@ -113,7 +113,7 @@ def next_pending_message() -> str | None:
 
 
 def outbox_report() -> dict:
-    """Who sent what: {"sent_by": {worker: [ids]}, "sent_twice": [ids], "pending": n, ...}."""
+    """Who sent what: {"sent_by": {worker: [ids]}, "sent_more_than_once": [ids], "pending": n, ...}."""
     deliveries = [json.loads(entry) for entry in db().lrange(OUTBOX_DELIVERIES, 0, -1)]
     sent_by: dict[str, list[str]] = {}
     times_sent: dict[str, int] = {}
@@ -124,7 +124,7 @@ def outbox_report() -> dict:
     return {
         "sent_by": sent_by,
         "deliveries": len(deliveries),
-        "sent_twice": sorted(id_ for id_, times in times_sent.items() if times > 1),
+        "sent_more_than_once": sorted(id_ for id_, times in times_sent.items() if times > 1),
         "pending": sum(1 for status in statuses.values() if status == "pending"),
         "messages": len(statuses),
     }

@@ -29,8 +29,9 @@ SCENARIO = [
 
 def run_invoker(args: list[str], note: str, timeout: float = 60.0) -> int:
     print(f"\n$ python invoker.py {' '.join(args)}        # {note}", flush=True)
+    # Its own session: Ctrl-C reaches only the demo, which then ends the invoker quietly.
     completed = subprocess.run([sys.executable, "invoker.py", *args], cwd=REPO_ROOT,
-                               timeout=timeout)
+                               timeout=timeout, start_new_session=True)
     return completed.returncode
 
 

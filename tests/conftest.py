@@ -68,3 +68,27 @@ def run_invoker():
                               env={**os.environ, **(env or {})},
                               cwd=os.path.dirname(os.path.dirname(__file__)))
     return run
+
+
+@pytest.fixture
+def run_notebook():
+    """Execute a notebook top to bottom in a fresh kernel, against DB `db` of the private Redis.
+
+    Returns the executed notebook; a failing cell fails the test with the cell's error.
+    """
+    import nbclient
+    import nbformat
+
+    def run(name: str, db: int, timeout: float = 120):
+        path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "notebooks", name)
+        notebook = nbformat.read(path, as_version=4)
+        saved = os.environ["REDIS_URL"]
+        os.environ["REDIS_URL"] = url_for_db(db)  # the kernel inherits the environment
+        try:
+            client = nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                             resources={"metadata": {"path": os.path.dirname(path)}})
+            client.execute()
+        finally:
+            os.environ["REDIS_URL"] = saved
+        return notebook
+    return run

@@ -1,5 +1,6 @@
 """Lesson 01 plumbing: the embedded Redis path, `make redis`, and the demo end to end."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -145,3 +146,27 @@ def test_the_demo_starts_its_own_redis_where_none_answers():
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert_demo_output(done)
     assert "private server started for this demo" in done.stdout
+
+
+def test_ctrl_c_stops_everything_the_demo_started(redis_url):
+    demo = subprocess.Popen([sys.executable, "-m", "labkit.demo"], cwd=ROOT,
+                            env={**os.environ, "REDIS_URL": url_for_db(6)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        lines = []
+        while not (lines and lines[-1].startswith("Workers ready")):
+            line = demo.stdout.readline()
+            assert line, "demo ended before its workers were ready:\n" + "".join(lines)
+            lines.append(line)
+        worker_pids = [int(pid) for pid in re.findall(r"pid (\d+)", lines[-1])]
+        assert len(worker_pids) == 3
+        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        rest, _ = demo.communicate(timeout=30)
+        assert demo.returncode == 130
+        assert "interrupted — stopping everything the demo started" in rest
+        assert "Traceback" not in rest
+        assert wait_until(lambda: not any(map(pid_alive, worker_pids)), timeout=10)
+    finally:
+        demo.kill()
+        demo.stdout.close()

@@ -1,0 +1,18 @@
+"""Lesson 01: the notebook runs top to bottom from a fresh kernel and shows what it says."""
+
+
+def outputs_of(notebook) -> str:
+    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []))
+
+
+def test_notebook_01_runs_top_to_bottom_and_stops_its_workers(run_notebook):
+    notebook = run_notebook("01_producer_worker.ipynb", db=1)
+    text = outputs_of(notebook)
+    assert "state: PENDING" in text and "messages waiting in the 'celery' list: 1" in text
+    assert "result: 5" in text
+    assert "raised here: ZeroDivisionError" in text
+    assert "stopped: ['worker1', 'worker2', 'worker3']" in text
+    images = [output for cell in notebook.cells for output in cell.get("outputs", [])
+              if "image/png" in output.get("data", {})]
+    assert len(images) == 2  # the state steps and the tasks-per-worker bars
