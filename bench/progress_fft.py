@@ -64,25 +64,24 @@ def count_round_trips(tasks, client) -> None:
           f"{cost['seconds'] * 1e3:.2f} ms with the event")
 
 
-def compare(tasks, rounds: int, pairs: int, **reporting) -> tuple[float, ...]:
-    """Fastest seconds without / with reporting (on a shared machine the minimum is the least
-    disturbed run), the median per-pair ratio, and medians of updates per second and of the
-    share of the loop spent reporting as the task itself timed it."""
-    without, with_, ratios, rates, shares = [], [], [], [], []
+def compare(tasks, rounds: int, pairs: int, with_options: dict,
+            without_options: dict | None = None) -> tuple[float, ...]:
+    """Fastest seconds without / with (on a shared machine the minimum is the least disturbed
+    run), the median per-pair ratio, and medians of updates per second and of the share of the
+    loop spent reporting, as the task itself timed it."""
+    options = {"without": without_options or {"report": False}, "with": with_options}
+    seconds = {"without": [], "with": []}
+    ratios, rates, shares = [], [], []
     for pair in range(pairs):
-        order = [False, True] if pair % 2 == 0 else [True, False]   # ABBA: drift cancels out
-        seconds = {}
-        for report in order:
-            outcome = tasks.fft_random.delay(rounds, report=report, seed=pair,
-                                             **reporting).get(timeout=600)
-            seconds[report] = outcome["seconds"]
-            if report:
-                rates.append(outcome["updates"] / outcome["seconds"])
-                shares.append(outcome["progress_seconds"] / outcome["seconds"])
-        without.append(seconds[False])
-        with_.append(seconds[True])
-        ratios.append(seconds[True] / seconds[False])
-    return (min(without), min(with_), statistics.median(ratios),
+        order = ["without", "with"] if pair % 2 == 0 else ["with", "without"]  # ABBA: drift cancels
+        outcome = {side: tasks.fft_random.delay(rounds, seed=pair, **options[side]).get(timeout=600)
+                   for side in order}
+        for side in seconds:
+            seconds[side].append(outcome[side]["seconds"])
+        ratios.append(outcome["with"]["seconds"] / outcome["without"]["seconds"])
+        rates.append(outcome["with"]["updates"] / outcome["with"]["seconds"])
+        shares.append(outcome["with"]["progress_seconds"] / outcome["with"]["seconds"])
+    return (min(seconds["without"]), min(seconds["with"]), statistics.median(ratios),
             statistics.median(rates), statistics.median(shares))
 
 
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         with Worker("bench", concurrency=1, log_dir=Path(".run/logs")):
             tasks.fft_random.delay(2000).get(timeout=60)   # warm the pool process
             print(f"\nfft_random({args.rounds}) on one worker, {args.pairs} pairs, alternating:")
-            off, on, ratio, rate, share = compare(tasks, args.rounds, args.pairs)
+            off, on, ratio, rate, share = compare(tasks, args.rounds, args.pairs, {})
             print(f"  fastest without progress: {off:.3f} s   with progress every "
                   f"{tasks.PROGRESS_INTERVAL:g} s: {on:.3f} s ({rate:.1f} updates/s)")
             print(f"  overhead, side by side: {100 * (on / off - 1):+.2f} % fastest vs fastest, "
@@ -113,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                   "(target ≤ 2 % at ≥ 5 updates/s)")
             print(f"  time spent reporting, as the task timed it: {100 * share:.2f} % of its loop "
                   f"({1e3 * share / rate:.2f} ms per update in the worker)")
+            off, on, ratio, _, _ = compare(tasks, args.rounds, args.pairs, {"report": False})
+            print(f"  control, no progress on both sides: {100 * (on / off - 1):+.2f} % fastest vs "
+                  f"fastest, {100 * (ratio - 1):+.2f} % median of per-pair ratios (the noise)")
             small = max(1, args.rounds // 20)
-            off, on, ratio, rate, share = compare(tasks, small, args.pairs, interval=0)
+            off, on, ratio, rate, share = compare(tasks, small, args.pairs, {"interval": 0})
             print(f"\nthe same with an update after every round, fft_random({small}):")
             print(f"  fastest without progress: {off:.3f} s   with: {on:.3f} s ({rate:.0f} updates/s)")
             print(f"  overhead: {100 * (ratio - 1):+.1f} %, {1e3 * share / rate:.2f} ms per update — "

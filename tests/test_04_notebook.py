@@ -1,14 +1,11 @@
 """Lesson 04: the notebook runs top to bottom from a fresh kernel, with its own workers."""
-import os
 import re
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from conftest import url_for_db
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_progress_fft.ipynb"
 DB = 13   # the notebook's workers get their own queues, away from the session fleet
@@ -28,12 +25,9 @@ def test_the_notebook_is_committed_without_outputs():
 
 
 @pytest.mark.timeout(120)   # the issue's goal is under 60 s; the limit leaves room on a busy CI
-def test_notebook_04_runs_top_to_bottom_and_shows_each_pitfall(monkeypatch):
-    monkeypatch.setenv("REDIS_URL", url_for_db(DB))   # the kernel inherits this environment
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+def test_notebook_04_runs_top_to_bottom_and_shows_each_pitfall(run_notebook):
     started = time.monotonic()
-    NotebookClient(notebook, timeout=90, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    notebook = run_notebook(NOTEBOOK.name, db=DB, timeout=90)
     print(f"notebook 04 ran in {time.monotonic() - started:.1f} s")
     text = text_of(notebook)
     bins_off = [float(value) for value in re.findall(r"off by ([\d.]+) bins", text)]
