@@ -2,8 +2,8 @@
 
 Usage::
 
-    $ python bench/progress_fft.py                 # about a minute
-    $ python bench/progress_fft.py --rounds 100000 --pairs 7
+    $ python bench/progress_fft.py                 # about two minutes
+    $ python bench/progress_fft.py --rounds 100000 --pairs 21
 
 Everything runs on a private Redis and one worker with one pool process, started here and
 stopped at the end. Two measurements:
@@ -88,8 +88,8 @@ def compare(tasks, rounds: int, pairs: int, with_options: dict,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/progress_fft.py",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=60_000, help="FFT rounds per run")
-    parser.add_argument("--pairs", type=int, default=7, help="runs with and without, alternating")
+    parser.add_argument("--rounds", type=int, default=30_000, help="FFT rounds per run")
+    parser.add_argument("--pairs", type=int, default=15, help="runs with and without, alternating")
     args = parser.parse_args(argv)
 
     server = RedisServer().start()

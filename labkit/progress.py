@@ -32,8 +32,12 @@ PROBE_EVENT = "labkit-probe"
 # --- Polling: what a producer sees through the result backend -------------------------------
 
 def percent_of(result) -> tuple[str, float | None]:
-    """(state, percent done) of an AsyncResult: PROGRESS meta, 100 at SUCCESS, None if unknown."""
-    state, info = result.state, result.info
+    """(state, percent done) of an AsyncResult: PROGRESS meta, 100 at SUCCESS, None if unknown.
+
+    One read of the backend: `.state` then `.info` are two, and the task can finish in between.
+    """
+    meta = result.backend.get_task_meta(result.id)
+    state, info = meta["status"], meta.get("result")
     if state == "PROGRESS" and isinstance(info, dict):
         return state, float(info.get("percent", 0.0))
     if state == "SUCCESS":
