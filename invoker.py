@@ -243,13 +243,17 @@ def show_progress_bars(results, options, label: str) -> None:
                 raise_no_news([results[index] for index in waiting], options.timeout)
             time.sleep(0.1)
     except KeyboardInterrupt:
-        for bar in bars:
-            bar.close()
+        close_all(bars)
         unfinished = [results[index] for index in sorted(waiting)]
         tasks.app.control.revoke([result.id for result in unfinished], terminate=True)
         raise InvokerError(f"interrupted — revoked {len(unfinished)} unfinished {label} task(s) "
                            f"with terminate=True: {' '.join(r.id for r in unfinished)}",
                            EXIT_INTERRUPTED) from None
+    finally:
+        close_all(bars)   # before any error line, or the bars would be drawn after it
+
+
+def close_all(bars) -> None:
     for bar in bars:
         bar.close()
 

@@ -166,9 +166,9 @@ def data_extractor(self, seconds: float = 2.0):
 #
 #     FFT_PROGRESS_INTERVAL   seconds between PROGRESS updates (default 0.2: at most 5 a second)
 
-import numpy as np  # noqa: E402  (kept in this section: the lessons before it need no numpy)
-from scipy import fft as scipy_fft  # noqa: E402
-from scipy import signal as scipy_signal  # noqa: E402
+# numpy and scipy are imported inside the tasks, not here: every producer (invoker.py, the
+# notebooks) imports this file, and scipy.signal alone takes about a second to import. A pool
+# process pays that once, on its first FFT task.
 
 PROGRESS_INTERVAL = float(os.environ.get("FFT_PROGRESS_INTERVAL", "0.2"))
 FFT_SAMPLES = 2000                # samples per round of fft_random, as in the seed notes
@@ -180,7 +180,8 @@ class Progress:
     """Report `current` of `total` for a bound task, at most once per `interval` seconds.
 
     `advance(current)` is cheap enough to call every iteration: it reads the clock and only
-    talks to Redis when the interval has passed, or when `current` reaches `total`.
+    talks to Redis when the interval has passed, or when `current` reaches `total`. The first
+    call reports at once, so a progress bar learns the total; the final one always reports.
     """
 
     def __init__(self, task, total: int, interval: float | None = None, events: bool = True):
@@ -241,6 +242,9 @@ def fft_random(self, n: int, report: bool = True, interval: float | None = None,
     of |X_k|² / samples over all bins and rounds, close to 1.0 for unit-variance noise
     (Parseval's theorem), so even a random workload has an answer to check.
     """
+    import numpy as np
+    from scipy import fft as scipy_fft
+
     rounds = check_fft_rounds(n)
     progress = Progress(self, rounds, interval) if report else NoProgress()
     rng = np.random.default_rng(seed)
@@ -299,6 +303,10 @@ def spectrum(self, tones, frames: int = 200, frame_size: int = 4096, sample_rate
     of the whole spectrum with `return_spectrum`. A magnitude is in the units of a tone's
     amplitude: a tone of amplitude 0.5 on a bin peaks at about 0.5.
     """
+    import numpy as np
+    from scipy import fft as scipy_fft
+    from scipy import signal as scipy_signal
+
     tones = check_spectrum(tones, frames, frame_size, sample_rate, noise)
     progress = Progress(self, frames, interval)
     rng = np.random.default_rng(seed)

@@ -3,6 +3,8 @@ import re
 
 import pytest
 
+from conftest import url_for_db
+
 
 def one_line(text: str) -> str:
     lines = text.strip().splitlines()
@@ -58,3 +60,19 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_is_sent(run_invoker, a
     assert done.returncode == 2 and done.stdout == ""
     line = one_line(done.stderr)
     assert line.startswith("error: ") and message in line and "--help" in line
+
+
+def test_help_lists_the_progress_commands(run_invoker):
+    done = run_invoker("--help")
+    assert "fft" in done.stdout and "spectrum" in done.stdout
+    fft_help = " ".join(run_invoker("fft", "--help").stdout.split())
+    assert "--tasks K" in fft_help and "--timeout is the longest wait without progress" in fft_help
+
+
+def test_with_no_worker_the_bar_gives_up_after_timeout_and_says_how_to_start_one(run_invoker):
+    # Database 9: a working broker that no worker listens on.
+    done = run_invoker("--timeout", 1, "fft", 100, env={"REDIS_URL": url_for_db(9)})
+    assert done.returncode == 4
+    line = done.stderr.splitlines()[-1]   # after the bar, which stayed at 0 steps
+    assert line.startswith("error: no worker took the tasks within 1 s")
+    assert "celery -A tasks worker" in line
