@@ -207,8 +207,11 @@ def read_meta(result) -> dict:
     return result.backend.get_task_meta(result.id)
 
 
-def show_progress_bars(results, options, label: str) -> None:
+def show_progress_bars(results, options, label: str, total: int | None = None) -> None:
     """One tqdm bar per task, moved by its PROGRESS meta, until every task is done.
+
+    `total` is what the producer expects (the bars start at 0 of it while a task is queued);
+    the task's own meta has the last word.
 
     Here --timeout limits the wait for news, not the whole run: each PROGRESS update is a sign
     of life, so a long task that keeps reporting runs as long as it needs. Ctrl-C revokes the
@@ -217,7 +220,7 @@ def show_progress_bars(results, options, label: str) -> None:
     """
     from tqdm import tqdm
 
-    bars = [tqdm(desc=f"{label} {result.id[:8]}", position=index, unit=" steps",
+    bars = [tqdm(desc=f"{label} {result.id[:8]}", total=total, position=index, unit=" steps",
                  dynamic_ncols=True, leave=True) for index, result in enumerate(results)]
     last_seen = [None] * len(results)
     waiting = set(range(len(results)))
@@ -280,7 +283,7 @@ def run_fft(options):
     if options.no_wait:
         print("\n".join(result.id for result in results))
         return None
-    show_progress_bars(results, options, "fft_random")
+    show_progress_bars(results, options, "fft_random", total=options.n)
     outcomes = [outcome_of(result) for result in results]
     for outcome in outcomes:
         print(outcome)
@@ -300,7 +303,7 @@ def run_spectrum(options):
     if options.no_wait:
         print(result.id)
         return None
-    show_progress_bars([result], options, "spectrum")
+    show_progress_bars([result], options, "spectrum", total=options.frames)
     outcome = outcome_of(result)
     print(f"{len(outcome['peaks'])} strongest peaks (bin width {outcome['bin_width']:.3g} Hz):")
     for frequency, magnitude in outcome["peaks"]:

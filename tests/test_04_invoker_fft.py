@@ -73,6 +73,6 @@ def test_with_no_worker_the_bar_gives_up_after_timeout_and_says_how_to_start_one
     # Database 9: a working broker that no worker listens on.
     done = run_invoker("--timeout", 1, "fft", 100, env={"REDIS_URL": url_for_db(9)})
     assert done.returncode == 4
-    line = done.stderr.splitlines()[-1]   # after the bar, which stayed at 0 steps
+    line = done.stderr.splitlines()[-1]   # after the bar, which stayed at 0 %
     assert line.startswith("error: no worker took the tasks within 1 s")
     assert "celery -A tasks worker" in line
