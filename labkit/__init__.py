@@ -12,6 +12,8 @@ Nothing here is a lesson; it is what the lessons stand on::
 - `labkit.redis_server`: find a Redis or start a private, real `redis-server`.
 - `labkit.processes`: start, wait for, and stop named `celery` worker processes (and beat).
 - `labkit.timeline`: every task run recorded in Redis through Celery signals; overlaps; Gantt plot.
+- `labkit.progress` (lesson 04): poll PROGRESS, receive Celery events, count Redis round trips,
+  and draw / regenerate the lesson's figures (`python -m labkit.progress --figures img`).
 """
 from labkit.redis_server import (
     DEFAULT_REDIS_URL,
