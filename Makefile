@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test redis workers lab figures figures-03 clean bench-locks
+.PHONY: demo test redis workers lab figures figures-02 figures-03 figures-04 bench-03 bench-04 clean
 
 demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
 	$(BIN)/python -m labkit.demo
@@ -22,14 +22,20 @@ workers: $(VENV)/.installed     ## worker1, worker2, worker3 in one terminal (se
 lab: $(VENV)/.installed         ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-figures: $(VENV)/.installed figures-03   ## regenerate img/NN_*.png from real runs (private Redis, real workers)
-	$(BIN)/python scripts/figures_02.py
+figures: figures-02 figures-03 figures-04   ## regenerate every img/NN_*.png from real runs (private Redis, real workers)
 
+figures-02: $(VENV)/.installed  ## img/02_*.png: beat overlap, queue growth, remedies, two beats, redbeat
+	$(BIN)/python scripts/figures_02.py
 figures-03: $(VENV)/.installed  ## img/03_*.png: the lock-taking task patterns, before and after
 	$(BIN)/python scripts/figures_03.py
+figures-04: $(VENV)/.installed  ## img/04_*.png from real runs (private Redis, 3 workers)
+	$(BIN)/python -m labkit.progress --figures img
 
-bench-locks: $(VENV)/.installed  ## lesson 03: lock acquire+release cycles/s, as ratios to raw SET NX PX + DEL
+bench-03: $(VENV)/.installed    ## lock acquire+release cycles/s, as ratios to raw SET NX PX + DEL
 	$(BIN)/python bench/locks.py
+
+bench-04: $(VENV)/.installed    ## progress reporting overhead and round trips per update
+	$(BIN)/python bench/progress_fft.py
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \

@@ -8,7 +8,8 @@ Usage::
     (terminal 4)$ python invoker.py add 2 3
     5
     (terminal 4)$ python invoker.py mail --count 10      # which worker sent which email
-    (terminal 5)$ celery -A tasks beat --loglevel=info   # lesson 02: the periodic jobs below
+    (terminal 4)$ python invoker.py fft 200000 --tasks 3 # live progress bars (lesson 04)
+    (terminal 5)$ celery -A tasks beat --loglevel=info   # lesson 02: sends the periodic jobs below
 
 Settings come from the environment:
 
@@ -21,6 +22,7 @@ Settings come from the environment:
                             beat sends the single-instance extractor; its lock's lease (lesson 03)
     TARGET_MAX_RETRIES, TARGET_BACKOFF, TARGET_BACKOFF_CAP, TARGET_RATE_LIMIT
                             run_on_target's retry policy and rate limit, read by workers (lesson 03)
+    FFT_PROGRESS_INTERVAL   seconds between PROGRESS updates of the FFT tasks (default 0.2)
 
 After you edit this file, restart the workers: a running worker keeps the code it started with.
 """
@@ -300,3 +302,180 @@ def run_on_target(self, target: str, seconds: float = 1.0):
     """Work on `target` (a host, an account, a user: "dave") for `seconds`, alone."""
     time.sleep(seconds)
     return {"target": target, "worker": self.request.hostname, "retries": self.request.retries}
+
+
+# --- Lesson 04: progress-reporting FFTs ------------------------------------------------------
+# A long task says how far it got with update_state(state="PROGRESS", meta={...}); a producer
+# reads it back as AsyncResult.state / .info. Each update costs round trips to the result backend
+# (bench/progress_fft.py counts them), so `Progress` reports by the clock — at most one update
+# per FFT_PROGRESS_INTERVAL seconds plus a final one — instead of every k iterations, whose cost
+# grows with the speed of the loop. Monitors such as Flower read events, not the result backend:
+# each update therefore also goes out as a custom `task-progress` event with the same meta.
+#
+#     FFT_PROGRESS_INTERVAL   seconds between PROGRESS updates (default 0.2: at most 5 a second)
+
+# numpy and scipy are imported inside the tasks, not here: every producer (invoker.py, the
+# notebooks) imports this file, and scipy.signal alone takes about a second to import. A pool
+# process pays that once, on its first FFT task.
+
+PROGRESS_INTERVAL = float(os.environ.get("FFT_PROGRESS_INTERVAL", "0.2"))
+FFT_SAMPLES = 2000                # samples per round of fft_random, as in the seed notes
+MAX_FFT_ROUNDS = 10_000_000       # more is a typo, not a job: it would run for hours
+MAX_FRAMES = 1_000_000
+
+
+class Progress:
+    """Report `current` of `total` for a bound task, at most once per `interval` seconds.
+
+    `advance(current)` is cheap enough to call every iteration: it reads the clock and only
+    talks to Redis when the interval has passed, or when `current` reaches `total`. The first
+    call reports at once, so a progress bar learns the total; the final one always reports.
+    """
+
+    def __init__(self, task, total: int, interval: float | None = None, events: bool = True):
+        self.task = task
+        self.total = total
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
+        self.events = events
+        self.updates = 0
+        self.seconds = 0.0          # time spent reporting, for the benchmark
+        self._last_report = float("-inf")
+
+    def meta(self, current: int) -> dict:
+        return {"current": current, "total": self.total,
+                "percent": round(100.0 * current / self.total, 2)}
+
+    def advance(self, current: int) -> None:
+        now = time.monotonic()
+        if current >= self.total or now - self._last_report >= self.interval:
+            self._last_report = now
+            self.report(current)
+
+    def report(self, current: int) -> None:
+        started = time.perf_counter()
+        meta = self.meta(current)
+        self.task.update_state(state="PROGRESS", meta=meta)   # for pollers: AsyncResult.info
+        if self.events:
+            self.task.send_event("task-progress", **meta)     # for event monitors (Flower)
+        self.updates += 1
+        self.seconds += time.perf_counter() - started
+
+
+class NoProgress:
+    """Stands in for Progress when reporting is off (the benchmark's baseline)."""
+
+    updates = 0
+    seconds = 0.0
+
+    def advance(self, current: int) -> None:
+        pass
+
+
+def check_fft_rounds(n) -> int:
+    """`n` if it is a sensible number of FFT rounds; a ValueError that says what is wrong if not."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"n must be a whole number of FFT rounds, got {n!r}")
+    if not 1 <= n <= MAX_FFT_ROUNDS:
+        raise ValueError(f"n must be between 1 and {MAX_FFT_ROUNDS:,} FFT rounds, got {n:,}")
+    return n
+
+
+@app.task(bind=True)
+def fft_random(self, n: int, report: bool = True, interval: float | None = None,
+               seed: int | None = None) -> dict:
+    """`n` rounds of an FFT over 2000 normally distributed samples, reporting PROGRESS.
+
+    Returns {"rounds", "samples", "mean_power", "seconds", "updates", "progress_seconds"}
+    (the last: time spent reporting, inside "seconds"). `mean_power` is the mean
+    of |X_k|² / samples over all bins and rounds, close to 1.0 for unit-variance noise
+    (Parseval's theorem), so even a random workload has an answer to check.
+    """
+    import numpy as np
+    from scipy import fft as scipy_fft
+
+    rounds = check_fft_rounds(n)
+    progress = Progress(self, rounds, interval) if report else NoProgress()
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    power = 0.0
+    for done in range(1, rounds + 1):
+        transform = scipy_fft.fft(rng.standard_normal(FFT_SAMPLES))
+        power += np.vdot(transform, transform).real / FFT_SAMPLES**2
+        progress.advance(done)
+    return {"rounds": rounds, "samples": FFT_SAMPLES, "mean_power": float(power / rounds),
+            "seconds": time.perf_counter() - started, "updates": progress.updates,
+            "progress_seconds": progress.seconds}
+
+
+def check_spectrum(tones, frames, frame_size, sample_rate, noise) -> list[list[float]]:
+    """The tones as [[frequency, amplitude], ...]; a ValueError naming the first bad parameter."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
+        raise ValueError(f"frames must be a whole number from 1 to {MAX_FRAMES:,}, got {frames!r}")
+    if isinstance(frame_size, bool) or not isinstance(frame_size, int) \
+            or not 16 <= frame_size <= 2**20:
+        raise ValueError(f"frame_size must be a whole number of samples from 16 to {2**20}, "
+                         f"got {frame_size!r}")
+    if not isinstance(sample_rate, (int, float)) or not sample_rate > 0:
+        raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
+    if not isinstance(noise, (int, float)) or not noise >= 0:
+        raise ValueError(f"noise must be a non-negative standard deviation, got {noise!r}")
+    if not isinstance(tones, (list, tuple)) or not tones:
+        raise ValueError("tones must be a non-empty list of frequencies or [frequency, amplitude]")
+    nyquist = sample_rate / 2
+    checked = []
+    for tone in tones:
+        frequency, amplitude = (tone, 1.0) if isinstance(tone, (int, float)) else (list(tone) + [None])[:2]
+        if not isinstance(frequency, (int, float)) or not 0 < frequency < nyquist:
+            shown = f"{frequency:g}" if isinstance(frequency, (int, float)) else repr(frequency)
+            raise ValueError(f"tone {shown} Hz is outside 0 < f < {nyquist:g} Hz, the "
+                             f"Nyquist frequency (sample rate / 2): pick tones inside it")
+        if not isinstance(amplitude, (int, float)) or not amplitude > 0:
+            raise ValueError(f"the amplitude of the {frequency:g} Hz tone must be a positive "
+                             f"number, got {amplitude!r}")
+        checked.append([float(frequency), float(amplitude)])
+    return checked
+
+
+@app.task(bind=True)
+def spectrum(self, tones, frames: int = 200, frame_size: int = 4096, sample_rate: float = 8000.0,
+             noise: float = 1.0, peaks: int | None = None, seed: int | None = None,
+             interval: float | None = None, return_spectrum: bool = False) -> dict:
+    """The averaged spectrum of planted tones plus white noise; its strongest peaks.
+
+    `tones` are frequencies in Hz, or [frequency, amplitude] pairs. The signal is cut into
+    `frames` frames of `frame_size` samples; each is Hann-windowed and transformed, and the
+    magnitudes are averaged: the noise floor smooths out, the tones stay. PROGRESS is per frame.
+
+    Returns {"peaks": [[frequency Hz, magnitude], ...] strongest first (as many as tones, or
+    `peaks`), "bin_width": Hz between bins, "frames", ...}, plus "frequencies" and "magnitudes"
+    of the whole spectrum with `return_spectrum`. A magnitude is in the units of a tone's
+    amplitude: a tone of amplitude 0.5 on a bin peaks at about 0.5.
+    """
+    import numpy as np
+    from scipy import fft as scipy_fft
+    from scipy import signal as scipy_signal
+
+    tones = check_spectrum(tones, frames, frame_size, sample_rate, noise)
+    progress = Progress(self, frames, interval)
+    rng = np.random.default_rng(seed)
+    window = scipy_signal.get_window("hann", frame_size)
+    scale = 2.0 / window.sum()   # a tone of amplitude A on a bin comes out as A
+    phases = rng.uniform(0, 2 * np.pi, len(tones))
+    total = np.zeros(frame_size // 2 + 1)
+    for frame in range(frames):
+        t = (frame * frame_size + np.arange(frame_size)) / sample_rate   # one continuous signal
+        x = noise * rng.standard_normal(frame_size)
+        for (frequency, amplitude), phase in zip(tones, phases):
+            x += amplitude * np.sin(2 * np.pi * frequency * t + phase)
+        total += np.abs(scipy_fft.rfft(x * window)) * scale
+        progress.advance(frame + 1)
+    magnitudes = total / frames
+    frequencies = scipy_fft.rfftfreq(frame_size, d=1.0 / sample_rate)
+    found, _ = scipy_signal.find_peaks(magnitudes)
+    strongest = sorted(found, key=lambda index: magnitudes[index], reverse=True)[:peaks or len(tones)]
+    outcome = {"peaks": [[float(frequencies[i]), float(magnitudes[i])] for i in strongest],
+               "bin_width": sample_rate / frame_size, "frames": frames, "tones": tones,
+               "updates": progress.updates}
+    if return_spectrum:
+        outcome.update(frequencies=frequencies.tolist(), magnitudes=magnitudes.tolist())
+    return outcome

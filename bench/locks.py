@@ -117,7 +117,8 @@ def run(cycles: int, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/locks.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python bench/locks.py",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=500, help="cycles per round (default 500)")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds (default 30)")
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ Each `locks/<step>.py` module is a lock; these functions put it in the situation
 shows, every time, and return what happened: the processes' own notes (who held the lock when,
 which writes landed) read back from Redis, plus the final state of the resource.
 
-    count_up(url, key, processes=8, times=500, lock=None, forced=True)   → the counter's value
+    count_up(url, key, increment, processes=8, times=500, lock_class=None) → the counter's value
     two_contenders(url, lock_class)            → events; both think they hold it with a naive lock
     crashed_holder(url, lock_class, ttl)       → can anyone acquire after the holder is SIGKILLed?
     paused_holder(url, lock_class, ttl, write) → A is SIGSTOPped past its lease, B takes over …
@@ -74,15 +74,7 @@ def _release(lock) -> str:
 
 # --- a: read-modify-write from several processes ---------------------------------------------
 
-def increment(client: redis.Redis, key: str, between_read_and_write=None) -> None:
-    """GET, add one, SET: three steps, and another process can run between any two of them."""
-    value = int(client.get(key) or 0)
-    if between_read_and_write:
-        between_read_and_write()
-    client.set(key, value + 1)
-
-
-def _count_up(url, key, times, lock_class, barrier, window) -> None:
+def _count_up(url, key, times, increment, lock_class, barrier, window) -> None:
     client = _client(url)
     pause = barrier.wait if barrier else (lambda: time.sleep(window)) if window else None
     for _ in range(times):
@@ -98,9 +90,11 @@ def _count_up(url, key, times, lock_class, barrier, window) -> None:
             lock.release()
 
 
-def count_up(url: str, key: str, processes: int = 8, times: int = 500, lock_class=None,
-             forced: bool = True, window: float = 0.0, timeout: float = 150) -> int:
-    """`processes` processes each increment `key` `times` times; returns the final value.
+def count_up(url: str, key: str, increment, processes: int = 8, times: int = 500,
+             lock_class=None, forced: bool = True, window: float = 0.0,
+             timeout: float = 150) -> int:
+    """`processes` processes each run `increment(client, key, between_read_and_write)` `times`
+    times; returns the final value of `key`.
 
     Without a lock and `forced`, all processes read before any writes, every round (a barrier
     between read and write): each round adds 1 instead of `processes`. With a lock, `window`
@@ -108,9 +102,10 @@ def count_up(url: str, key: str, processes: int = 8, times: int = 500, lock_clas
     """
     client = _clear(url, key)
     with Children() as children:
-        barrier = children.context.Barrier(processes) if forced and lock_class is None else None
+        racy = forced and lock_class is None
+        barrier = children.context.Barrier(processes, timeout=WAIT) if racy else None
         for number in range(processes):
-            children.start(_count_up, url, key, times, lock_class, barrier, window,
+            children.start(_count_up, url, key, times, increment, lock_class, barrier, window,
                            name=f"counter{number + 1}")
         children.join(timeout)
     return int(client.get(key) or 0)
@@ -131,7 +126,7 @@ def two_contenders(url: str, lock_class, prefix: str = "lesson03:b", hold: float
     """Two processes acquire at once; both pass the check before either sets (a barrier)."""
     client = _clear(url, prefix)
     with Children() as children:
-        both_checked = children.context.Barrier(2)
+        both_checked = children.context.Barrier(2, timeout=WAIT)
         for who in ("A", "B"):
             children.start(_contender, url, prefix, who, lock_class, both_checked.wait, hold,
                            name=who)

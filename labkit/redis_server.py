@@ -130,6 +130,7 @@ class RedisServer:
                     "--dir", self._workdir.name,
                     "--daemonize", "no",
                     "--loglevel", "warning",
+                    "--databases", "32",     # tests give each isolated world a database of its own
                 ],
                 # A file, not a pipe: a pipe nobody reads would fill up and freeze the server.
                 stdout=log,

@@ -12,17 +12,25 @@ Redis has INCR for this one case; the lock is for read-modify-write that no sing
 """
 from __future__ import annotations
 
-from labkit.lock_stories import count_up, increment  # noqa: F401  (increment: the racy code)
+from labkit.lock_stories import count_up
 
 KEY = "lesson03:a:counter"
 
 
+def increment(client, key: str, between_read_and_write=None) -> None:
+    """GET, add one, SET: three steps, and another process can run between any two of them."""
+    value = int(client.get(key) or 0)
+    if between_read_and_write:
+        between_read_and_write()  # the forced interleaving: a barrier, in show()
+    client.set(key, value + 1)
+
+
 def show(url: str, processes: int = 8, times: int = 500) -> int:
     """The counter after `processes` × `times` forced-racy increments without a lock."""
-    return count_up(url, KEY, processes, times, lock_class=None, forced=True)
+    return count_up(url, KEY, increment, processes, times, lock_class=None, forced=True)
 
 
 def show_fixed(url: str, lock_class, processes: int = 8, times: int = 500,
                window: float = 0.0) -> int:
     """The same increments, each inside `lock_class` (e.g. locks.Lock): the counter is exact."""
-    return count_up(url, KEY, processes, times, lock_class=lock_class, window=window)
+    return count_up(url, KEY, increment, processes, times, lock_class=lock_class, window=window)

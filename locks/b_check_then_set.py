@@ -36,5 +36,5 @@ class CheckThenSetLock:
 
 
 def show(url: str) -> list[dict]:
-    """Notes of two processes acquiring at the same moment: both say "acquired" before "released"."""
+    """Notes of two processes asking at the same moment: both "acquired" before any "released"."""
     return two_contenders(url, CheckThenSetLock)

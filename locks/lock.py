@@ -6,7 +6,7 @@ Usage::
     from locks import Lock, StaleFenceError
 
     client = redis.Redis.from_url("redis://localhost:6379/0")
-    with client.lock("report", timeout=10, lock_class=Lock) as lock:   # a drop-in for redis.lock.Lock
+    with client.lock("report", timeout=10, lock_class=Lock) as lock:   # drop-in: redis.lock.Lock
         lock.fence                                  # 17: this holder's fencing token
         lock.fenced_write("report:latest", "...")   # refused if a newer holder has written
 
@@ -75,7 +75,7 @@ FENCED_WRITE_SCRIPT = """
 
 
 def fence_key(key: str) -> str:
-    """Where the fencing token counter of lock `key`, or the highest fence of resource `key`, lives."""
+    """Where lock `key` counts its fencing tokens, or resource `key` keeps the highest it saw."""
     return f"{key}:fence"
 
 

@@ -3,9 +3,19 @@
 The interleaving is forced (a barrier between read and write, a SIGSTOP past the lease, a SIGKILL
 while holding), so each test shows the flaw itself, not a flaw that shows up on a lucky run.
 """
+import multiprocessing
+
+import pytest
+
 from labkit.lock_stories import most_holders_at_once
 from locks import (Lock, a_no_lock, b_check_then_set, c_setnx_forever, d_expiry_plain_del,
                    e_token_release, f_fencing)
+
+
+@pytest.fixture(autouse=True)
+def every_child_is_reaped():
+    yield
+    assert multiprocessing.active_children() == []
 
 
 def test_a_without_a_lock_8_processes_times_500_increments_give_only_500(redis_url):

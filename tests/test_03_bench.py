@@ -1,0 +1,27 @@
+"""Lesson 03: the lock benchmark runs and compares every lock (its numbers are not checked here:
+speed goals live in bench/, never in timed tests)."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(*args):
+    return subprocess.run([sys.executable, "bench/locks.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_bench_prints_every_lock_as_a_ratio_to_raw():
+    done = run_bench("--cycles", "20", "--rounds", "2")
+    assert done.returncode == 0, done.stderr
+    for label in ("raw SET NX PX + DEL", "locks.Lock", "redis-py Lock", "python-redis-lock",
+                  "pottery Redlock (1 master)"):
+        assert label in done.stdout
+    assert "1.00" in done.stdout
+
+
+def test_bench_with_bad_input_says_what_to_do_in_one_line():
+    done = run_bench("--cycles", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error:")
