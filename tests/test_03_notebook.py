@@ -1,10 +1,12 @@
 """Lesson 03: the locks notebook runs top to bottom from a fresh kernel and shows what it says."""
+import pytest
 
 def outputs_of(notebook) -> str:
     return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                      for output in cell.get("outputs", []))
 
 
+@pytest.mark.timeout(400)  # a → f, Redlock, then three task-pattern runs with their own workers
 def test_notebook_03_walks_a_to_f_and_shows_each_flaw_and_fix(run_notebook):
     notebook = run_notebook("03_locks.ipynb", db=3, timeout=180)
     text = outputs_of(notebook)
@@ -21,4 +23,8 @@ def test_notebook_03_walks_a_to_f_and_shows_each_flaw_and_fix(run_notebook):
     assert "Task patterns built on the lock" in "\n".join(c.source for c in notebook.cells)
     images = [output for cell in notebook.cells for output in cell.get("outputs", [])
               if "image/png" in output.get("data", {})]
-    assert len(images) == 7  # a's bars, the timelines of b, c, d, e, f, and the TTL story
+    # the patterns: zero overlaps with single instance, every email sent exactly once with the lock
+    assert "single instance=True   ran" in text and text.count("overlapping runs: 0") >= 1
+    assert "sent more than once: [] | never sent: 0 | deliveries: 12 for 12 emails" in text
+    # a's bars, the timelines of b, c, d, e, f, the TTL story, and the four pattern pictures
+    assert len(images) == 11
