@@ -62,7 +62,9 @@ def main() -> int:
             print("\nSummary")
             for name, count in tasks_run_per_worker().items():
                 print(f"  {name:<20} ran {count} tasks")
-            print(f"  worker logs: {fleet.workers[0].log_path.parent.relative_to(REPO_ROOT)}/")
+            logs = fleet.workers[0].log_path.parent
+            shown = logs.relative_to(REPO_ROOT) if logs.is_relative_to(REPO_ROOT) else logs
+            print(f"  worker logs: {shown}/")
             print("Stopping workers" + (" and Redis" if redis.started_here else "") + " …")
         if failures:
             print(f"error: these steps failed: {failures}", file=sys.stderr)

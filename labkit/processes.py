@@ -34,8 +34,10 @@ from pathlib import Path
 from labkit.redis_server import _die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LOG_DIR = REPO_ROOT / ".run" / "logs"
-BEAT_DIR = REPO_ROOT / ".run" / "beat"
+# Logs and beat schedule files; LABKIT_RUN_DIR moves them (each test process has its own).
+RUN_DIR = Path(os.environ.get("LABKIT_RUN_DIR") or REPO_ROOT / ".run")
+LOG_DIR = RUN_DIR / "logs"
+BEAT_DIR = RUN_DIR / "beat"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 

@@ -11,18 +11,31 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import redis
 
-from labkit import Fleet, RedisServer
+# Before labkit is imported: worker logs and beat schedules of this test process go in a directory
+# of its own, so parallel test processes (pytest -n) never read each other's "ready" lines.
+os.environ["LABKIT_RUN_DIR"] = RUN_DIR = tempfile.mkdtemp(prefix="labkit-tests-")
+
+from labkit import Fleet, RedisServer  # noqa: E402
 
 PRIVATE_REDIS = RedisServer()
 
 
+def is_xdist_controller(config) -> bool:
+    """With `pytest -n N`, the process that only hands out tests: it needs no Redis."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config):
+    if is_xdist_controller(config):
+        return
     for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         os.environ.pop(name, None)  # a user's settings must not point tests at their broker
     PRIVATE_REDIS.start()
@@ -31,6 +44,7 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     PRIVATE_REDIS.stop()
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
 
 
 def url_for_db(number: int) -> str:
