@@ -137,9 +137,8 @@ def outbox_report() -> dict:
     }
 
 
-@app.task(bind=True)
-def send_mail_from_queue(self, pause: float = 0.0):
-    """Send the next pending email; return its id, or None when the outbox is empty.
+def send_next_email(worker: str, pause: float = 0.0) -> str | None:
+    """Send the next pending email as `worker`; return its id, or None when the outbox is empty.
 
     `pause` (seconds) widens the gap between reading and writing, to make the race visible.
     """
@@ -147,10 +146,16 @@ def send_mail_from_queue(self, pause: float = 0.0):
     if message_id is None:
         return None
     time.sleep(pause)
-    delivery = {"message": message_id, "worker": self.request.hostname}
+    delivery = {"message": message_id, "worker": worker}
     db().rpush(OUTBOX_DELIVERIES, json.dumps(delivery))      # "send" the email
     db().hset(OUTBOX_STATUS, message_id, "sent")             # write
     return message_id
+
+
+@app.task(bind=True)
+def send_mail_from_queue(self, pause: float = 0.0):
+    """Send the next pending email, with no lock: two workers can send the same one."""
+    return send_next_email(self.request.hostname, pause)
 
 
 # --- A slow job ------------------------------------------------------------------------------
@@ -269,14 +274,7 @@ def send_mail_from_queue_locked(self, pause: float = 0.0):
     The lock covers the whole read → send → mark-sent step; a lock around the write alone would
     still let two workers read the same pending email.
     """
-    message_id = next_pending_message()                      # read
-    if message_id is None:
-        return None
-    time.sleep(pause)
-    delivery = {"message": message_id, "worker": self.request.hostname}
-    db().rpush(OUTBOX_DELIVERIES, json.dumps(delivery))      # "send" the email
-    db().hset(OUTBOX_STATUS, message_id, "sent")             # write
-    return message_id
+    return send_next_email(self.request.hostname, pause)
 
 
 # One task per target at a time: a run for a busy target (dave is already being worked on) retries

@@ -13,13 +13,13 @@ Step f makes the resource tell old holders from new ones.
 """
 from __future__ import annotations
 
-import time
-import uuid
-
 from labkit.lock_stories import paused_holder
+from locks.d_expiry_plain_del import ExpiringLock
 
 
-class TokenLock:
+class TokenLock(ExpiringLock):
+    """Step d's lock (random token, SET NX PX), with a release that deletes only its own lock."""
+
     # KEYS[1] lock name
     # ARGV[1] this holder's token
     # returns 1 when the lock was ours and is deleted, 0 when it is not ours (any more)
@@ -31,17 +31,8 @@ class TokenLock:
     """
 
     def __init__(self, client, name, timeout=10.0):
-        self.client, self.name, self.ttl_ms = client, name, int(timeout * 1000)
-        self.token = uuid.uuid4().hex  # random: nobody else can hold the same one
+        super().__init__(client, name, timeout)
         self.release_script = client.register_script(self.RELEASE)
-
-    def acquire(self, blocking_timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + blocking_timeout
-        while not self.client.set(self.name, self.token, nx=True, px=self.ttl_ms):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
 
     def release(self) -> bool:
         return bool(self.release_script(keys=[self.name], args=[self.token]))
