@@ -297,15 +297,9 @@ TARGET_BACKOFF_CAP = _seconds("TARGET_BACKOFF_CAP", 30.0)   # ...and no retry wa
 @one_per_target(db, "target", max_retries=TARGET_MAX_RETRIES, base=TARGET_BACKOFF,
                 cap=TARGET_BACKOFF_CAP)
 def run_on_target(self, target: str, seconds: float = 1.0):
-    """Work on `target` (a host, an account, a user: "dave") for `seconds`, alone.
-
-    Returns when the work started and ended, measured inside the lock (the run timeline's
-    start and end also cover taking and releasing it).
-    """
-    started = time.time()
+    """Work on `target` (a host, an account, a user: "dave") for `seconds`, alone."""
     time.sleep(seconds)
-    return {"target": target, "worker": self.request.hostname, "retries": self.request.retries,
-            "started": started, "ended": time.time()}
+    return {"target": target, "worker": self.request.hostname, "retries": self.request.retries}
 
 
 # --- Lesson 04: progress-reporting FFTs ------------------------------------------------------

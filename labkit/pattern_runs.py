@@ -196,8 +196,7 @@ def run_target_demo(jobs: list[tuple[str, float]], workers: int = 1, concurrency
     """Send `run_on_target(target, seconds)` for each job at once, on workers running 3 at a time.
 
     The retry policy and rate limit reach the workers through the environment (TARGET_*).
-    Returns {"jobs": [{"target", "seconds", "task_id", "state", "retries", "worked"}], "run_id",
-    ...}, "worked" being the (start, end) of the work itself, inside the lock (None if it failed);
+    Returns {"jobs": [{"target", "seconds", "task_id", "state", "retries"}], "run_id", ...};
     timeline.runs(run_id) has every attempt, and `target_of` maps a task id to its target.
     """
     import tasks
@@ -217,8 +216,6 @@ def run_target_demo(jobs: list[tuple[str, float]], workers: int = 1, concurrency
         report.append({"target": target, "seconds": seconds, "task_id": result.id,
                        "state": result.state,
                        "retries": outcome["retries"] if result.successful() else None,
-                       "worked": ((outcome["started"], outcome["ended"]) if result.successful()
-                                  else None),
                        "error": None if result.successful() else type(outcome).__name__})
     return {"jobs": report, "run_id": run_id, "runs": runs, "max_retries": max_retries,
             "target_of": {job["task_id"]: job["target"] for job in report}}

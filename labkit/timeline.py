@@ -15,6 +15,8 @@ Usage::
 
     # inside a task body, to record another outcome than the one Celery reports
     timeline.set_outcome("skipped")
+    # ... and the part that must never overlap (locks/patterns.py: while it held the lock)
+    timeline.set_work(acquired_at, released_at)
 
 What is recorded, and where (Celery signals, in the process where each thing happens):
 
@@ -91,6 +93,7 @@ class Run:
     sent: float | None = None         # when the producer (or beat) sent the message
     origin: str | None = None         # who sent it, e.g. "gen4242@host" (4242 is its pid)
     attempt: int = 0                  # retries before this run
+    work: list | None = None          # [start, end] of the part a lock guarded (set_work), if any
     key: str = ""                     # the field in the run's hash
     t0: float = field(default=0.0, repr=False)  # the first start of the runs it was read with
 
@@ -112,6 +115,12 @@ class Run:
         return None if self.end is None else self.end - self.t0
 
     @property
+    def busy(self) -> tuple[float, float | None]:
+        """When this run did the work that must not overlap: the locked part if it said so
+        (set_work), else the whole run — which also covers taking and releasing a lock."""
+        return tuple(self.work) if self.work else (self.start, self.end)
+
+    @property
     def did_work(self) -> bool:
         return self.outcome not in IDLE_OUTCOMES
 
@@ -127,6 +136,7 @@ class _Recorder:
         self.own_run: str | None = None     # run started by this process: stamped on what it sends
         self.open_runs: dict[str, tuple[str, str, dict]] = {}  # task id -> (run, field, record)
         self.outcomes: dict[str, str] = {}  # task id -> outcome set by the task body
+        self.work: dict[str, list] = {}     # task id -> [start, end] set by the task body
 
     def client(self) -> redis.Redis:
         # Made on first use, not in connect(): reading app.conf at import time of tasks.py
@@ -215,6 +225,17 @@ def set_outcome(outcome: str) -> None:
     _require_recorder().outcomes[current_task.request.id] = outcome
 
 
+def set_work(started: float, ended: float) -> None:
+    """Inside a task body: the part of the run that must not overlap (e.g. while it held a lock).
+
+    A run's start and end are taken by Celery signals around the whole run, result storing
+    included; a lock guards less. `overlapping()` compares these windows when a run has one.
+    """
+    if not current_task or current_task.request.id is None:
+        raise RuntimeError("set_work() is for use inside a running task")
+    _require_recorder().work[current_task.request.id] = [started, ended]
+
+
 # --- Signal handlers -----------------------------------------------------------------------
 
 def _on_publish(sender=None, headers=None, **_kwargs):
@@ -245,11 +266,14 @@ def _on_postrun(task_id=None, state=None, **_kwargs):
     if _recorder is None:
         return
     outcome = _recorder.outcomes.pop(task_id, None)
+    work = _recorder.work.pop(task_id, None)
     opened = _recorder.open_runs.pop(task_id, None)
     if opened is None:
         return
     run, field_, record = opened
     record.update(end=time.time(), outcome=outcome or _OUTCOME_OF_STATE.get(state, "failed"))
+    if work:
+        record["work"] = work
     _recorder.record(run, field_, record)
 
 
@@ -312,17 +336,19 @@ def overlapping(runs: list[Run], task: str | None = None) -> list[Run]:
     """Runs that started while another run of the same task was still running (any worker).
 
     Only runs that did the work count (a "skipped" or "expired" run is not an overlap); a run
-    that never ended counts as still running.
+    that never ended counts as still running. A run that said which part of it must not overlap
+    (`set_work`, e.g. the locked part) is compared by that part.
     """
     found = []
     by_task = itertools.groupby(sorted((r for r in runs if r.did_work and task in (None, r.task)),
-                                       key=lambda r: (r.task, r.start)), key=lambda r: r.task)
+                                       key=lambda r: (r.task, r.busy[0])), key=lambda r: r.task)
     for _task, task_runs in by_task:
         busy_until = float("-inf")
         for run in task_runs:
-            if run.start < busy_until:
+            start, end = run.busy
+            if start < busy_until:
                 found.append(run)
-            busy_until = max(busy_until, run.end if run.end is not None else float("inf"))
+            busy_until = max(busy_until, end if end is not None else float("inf"))
     return found
 
 

@@ -31,6 +31,7 @@ import functools
 import inspect
 import logging
 import random
+import time
 
 from redis.exceptions import LockNotOwnedError
 
@@ -48,9 +49,11 @@ def _lock(db, name: str, ttl: float, **options):
 @contextlib.contextmanager
 def _holding(lock):
     """Release `lock` when the run ends, and say so when it was lost on the way."""
+    acquired_at = time.time()
     try:
         yield lock
     finally:
+        _record_work(acquired_at, time.time())  # before the release: the window the lock guarded
         lost = getattr(lock, "lost", None)
         if lost is not None and lost.is_set():
             logger.warning("lock %s was lost during the run: another run may have started",
@@ -59,6 +62,15 @@ def _holding(lock):
             lock.release()
         except LockNotOwnedError:  # expired, maybe someone else's now: the work is done anyway
             logger.warning("lock %s had expired when the run ended", lock.name)
+
+
+def _record_work(started: float, ended: float) -> None:
+    """Tell the run timeline which part of the run held the lock (what must never overlap)."""
+    try:
+        from labkit import timeline
+        timeline.set_work(started, ended)
+    except (ImportError, RuntimeError):
+        pass
 
 
 def _record(outcome: str) -> None:

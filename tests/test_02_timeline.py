@@ -87,6 +87,17 @@ def run(task, start, end, worker="w1", outcome="ran", key=None):
                start=start, end=end, outcome=outcome, key=key or f"{task}-{start}")
 
 
+def test_runs_that_report_their_locked_work_are_compared_by_it():
+    # One run's end is recorded after the result is stored, a few ms after its lock was freed
+    # and the next run took it: the runs touch, the locked work does not.
+    first, second = run("job", 0.0, 2.010, worker="w1"), run("job", 2.005, 4.0, worker="w2")
+    assert timeline.count_overlaps([first, second]) == 1
+    first.work, second.work = [0.001, 2.000], [2.006, 3.990]
+    assert timeline.count_overlaps([first, second]) == 0
+    second.work = [1.5, 3.990]  # a second holder while the first still held: counted
+    assert timeline.count_overlaps([first, second]) == 1
+
+
 def test_overlaps_count_runs_that_start_while_the_same_task_still_runs():
     runs = [
         run("extract", 0, 5), run("extract", 2, 7, worker="w2"),   # overlaps the first
