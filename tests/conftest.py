@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 import redis
@@ -45,6 +46,29 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     PRIVATE_REDIS.stop()
     shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
+def outputs_of(notebook) -> str:
+    """The text an executed notebook printed, all code cells together."""
+    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []))
+
+
+def one_line(text: str) -> str:
+    """`text` must be exactly one line (a user-facing error); return it."""
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got:\n{text}"
+    return lines[0]
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    """Poll `condition` until it is true or `timeout` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
 
 
 def url_for_db(number: int) -> str:

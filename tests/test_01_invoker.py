@@ -2,14 +2,8 @@
 import re
 import time
 
-from conftest import url_for_db
+from conftest import one_line, url_for_db
 from labkit.redis_server import free_port
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got:\n{text}"
-    return lines[0]
 
 
 def test_add_prints_the_sum(workers, run_invoker):

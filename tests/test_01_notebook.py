@@ -1,9 +1,5 @@
 """Lesson 01: the notebook runs top to bottom from a fresh kernel and shows what it says."""
-
-
-def outputs_of(notebook) -> str:
-    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                     for output in cell.get("outputs", []))
+from conftest import outputs_of
 
 
 def test_notebook_01_runs_top_to_bottom_and_stops_its_workers(run_notebook):

@@ -5,12 +5,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import url_for_db
+from conftest import url_for_db, wait_until
 from labkit import RedisNotFound, ensure_redis, redis_answers
 from labkit.redis_server import free_port
 
@@ -27,15 +26,6 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return sys.platform != "linux"
-
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_a_private_server_is_started_used_and_stopped_when_nothing_answers(monkeypatch):

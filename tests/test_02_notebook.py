@@ -4,10 +4,7 @@ from __future__ import annotations
 import re
 import time
 
-
-def outputs_of(notebook) -> str:
-    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                     for output in cell.get("outputs", []))
+from conftest import outputs_of
 
 
 def test_notebook_02_runs_top_to_bottom_and_shows_overlaps_and_the_fixes(run_notebook):

@@ -25,15 +25,6 @@ def name():
     return f"lesson03:test:{uuid.uuid4().hex[:8]}"
 
 
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 # --- a drop-in for redis.lock.Lock ------------------------------------------------------------
 
 def test_lock_takes_every_argument_of_redis_py_lock_with_the_same_default():

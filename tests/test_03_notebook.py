@@ -1,10 +1,7 @@
 """Lesson 03: the locks notebook runs top to bottom from a fresh kernel and shows what it says."""
 import pytest
 
-def outputs_of(notebook) -> str:
-    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                     for output in cell.get("outputs", []))
-
+from conftest import outputs_of
 
 @pytest.mark.timeout(400)  # a → f, Redlock, then three task-pattern runs with their own workers
 def test_notebook_03_walks_a_to_f_and_shows_each_flaw_and_fix(run_notebook):

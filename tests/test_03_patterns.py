@@ -13,7 +13,6 @@ import subprocess
 import sys
 from itertools import combinations
 
-import pytest
 import redis
 
 from conftest import url_for_db

@@ -3,13 +3,7 @@ import re
 
 import pytest
 
-from conftest import url_for_db
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got:\n{text}"
-    return lines[0]
+from conftest import one_line, url_for_db
 
 
 def test_fft_shows_a_bar_and_exits_0_on_success(workers, run_invoker):
