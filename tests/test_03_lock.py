@@ -2,6 +2,7 @@
 import functools
 import inspect
 import multiprocessing
+import threading
 import time
 import uuid
 
@@ -105,6 +106,38 @@ def test_acquire_is_one_round_trip_and_release_is_one(redis_url, name):
     lock.release()
     assert client.sent == ["EVALSHA"]
 
+    other = Lock(client, name, timeout=5)
+    lock.acquire()
+    client.sent.clear()
+    assert not other.acquire(blocking=False)  # refused: one try, not one more in redis-py's loop
+    assert client.sent == ["EVALSHA"]
+    lock.release()
+
+
+def test_a_blocking_acquire_waits_for_the_holder_and_gives_up_after_blocking_timeout(
+        redis_client, name):
+    holder = Lock(redis_client, name, timeout=60, thread_local=False)  # released by a timer
+    holder.acquire()
+    waiter = Lock(redis_client, name, timeout=5, sleep=0.02)
+    started = time.monotonic()
+    assert not waiter.acquire(blocking_timeout=0.2)
+    assert 0.15 < time.monotonic() - started < 3
+    releaser = threading.Timer(0.2, holder.release)
+    releaser.start()
+    started = time.monotonic()
+    assert waiter.acquire(blocking_timeout=10)  # retried until the holder let go …
+    assert time.monotonic() - started < 5       # … long before its 60 s lease ran out
+    releaser.join()
+    assert waiter.owned() and waiter.fence == 2  # the holder's was 1
+    waiter.release()
+
+
+def test_a_token_given_by_the_caller_is_stored_and_compared_as_in_redis_py(redis_client, name):
+    lock = Lock(redis_client, name, timeout=5)
+    assert lock.acquire(token="my-token")
+    assert redis_client.get(name) == "my-token" and lock.owned()
+    lock.release()
+    assert not lock.locked()
 
 def test_the_resource_takes_a_write_only_with_a_fence_at_least_the_highest_seen(redis_client,
                                                                                name):
