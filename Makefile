@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test redis workers lab figures figures-02 figures-03 figures-04 bench-03 bench-04 clean
+.PHONY: demo test redis workers lab figures figures-01 figures-02 figures-03 figures-04 bench-03 bench-04 clean
 
 demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
 	$(BIN)/python -m labkit.demo
@@ -22,8 +22,10 @@ workers: $(VENV)/.installed     ## worker1, worker2, worker3 in one terminal (se
 lab: $(VENV)/.installed         ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-figures: figures-02 figures-03 figures-04   ## regenerate every img/NN_*.png from real runs (private Redis, real workers)
+figures: figures-01 figures-02 figures-03 figures-04   ## regenerate every img/NN_*.png from real runs (private Redis, real workers)
 
+figures-01: $(VENV)/.installed  ## img/01_*.png: task states, and which worker ran which job
+	$(BIN)/python scripts/figures_01.py
 figures-02: $(VENV)/.installed  ## img/02_*.png: beat overlap, queue growth, remedies, two beats, redbeat
 	$(BIN)/python scripts/figures_02.py
 figures-03: $(VENV)/.installed  ## img/03_*.png: the lock-taking task patterns, before and after

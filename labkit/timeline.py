@@ -377,14 +377,16 @@ def _pack(lane_runs: list[Run], end_of) -> list[list[Run]]:
 
 
 def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | None = None,
-                  task: str | None = None, color_by: str = "task", ax=None):
+                  task: str | None = None, color_by: str = "task", ax=None,
+                  mark_overlaps: bool = True):
     """A Gantt chart of `runs`: one lane per worker, time in seconds since the first start.
 
     Overlapping runs of the same task (see `overlapping`) get a red hatched border; "skipped"
     runs are grey and hatched, "retried" ones have a dashed border, "failed" ones are dark red,
     messages dropped as "expired"/"revoked" are an x above the lane of the worker that dropped
     them; grey triangles on top mark when each run was sent. `task` limits the overlap count to one
-    task; `color_by` is "task" or "origin" (who sent each run: tells two beats apart).
+    task; `color_by` is "task" or "origin" (who sent each run: tells two beats apart);
+    `mark_overlaps=False` for jobs meant to run side by side (no red borders, no count).
     Returns the matplotlib Figure; with `path`, also writes it there (PNG by the file name).
     """
     import matplotlib.pyplot as plt
@@ -398,7 +400,7 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
         fig = ax.figure
     now = time.time()
     end_of = lambda run: run.end if run.end is not None else now  # noqa: E731
-    overlaps = {run.key for run in overlapping(runs, task)}
+    overlaps = {run.key for run in overlapping(runs, task)} if mark_overlaps else set()
     keys = sorted({getattr(run, color_by) or "?" for run in runs})
     palette = plt.get_cmap("tab10")
     color = {key: palette(i % 10) for i, key in enumerate(keys)}
@@ -427,9 +429,11 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first run started")
     ax.grid(axis="x", alpha=0.3)
-    count = len(overlaps)
-    what = f"overlapping runs of {_short(task)}" if task else "overlapping runs"
-    ax.set_title(f"{title + ' — ' if title else ''}{count} {what}")
+    if mark_overlaps:
+        what = f"overlapping runs of {_short(task)}" if task else "overlapping runs"
+        ax.set_title(f"{title + ' — ' if title else ''}{len(overlaps)} {what}")
+    else:
+        ax.set_title(title or "")
 
     handles = [Patch(facecolor=color[key], label=_short(key) if color_by == "task" else key)
                for key in keys]

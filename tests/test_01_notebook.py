@@ -1,4 +1,7 @@
 """Lesson 01: the notebook runs top to bottom from a fresh kernel and shows what it says."""
+import ast
+import re
+
 from conftest import outputs_of
 
 
@@ -8,7 +11,10 @@ def test_notebook_01_runs_top_to_bottom_and_stops_its_workers(run_notebook):
     assert "state: PENDING" in text and "messages waiting in the 'celery' list: 1" in text
     assert "result: 5" in text
     assert "raised here: ZeroDivisionError" in text
+    per_worker = ast.literal_eval(re.search(r"jobs per worker: (\{.*\})", text).group(1))
+    assert sorted(per_worker) == ["worker1", "worker2", "worker3"]  # free workers all take some
+    assert sum(per_worker.values()) == 15
     assert "stopped: ['worker1', 'worker2', 'worker3']" in text
     images = [output for cell in notebook.cells for output in cell.get("outputs", [])
               if "image/png" in output.get("data", {})]
-    assert len(images) == 2  # the state steps and the tasks-per-worker bars
+    assert len(images) == 2  # the state steps and the run timeline of the 15 jobs

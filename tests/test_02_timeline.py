@@ -137,3 +137,9 @@ def test_plot_timeline_writes_a_non_empty_png(workers, tmp_path):
     assert "overlapping runs of data_extractor" in figure.axes[0].get_title()
     import matplotlib.pyplot as plt
     plt.close(figure)
+
+    side_by_side = timeline.plot_timeline(runs, title="four runs", mark_overlaps=False)
+    assert side_by_side.axes[0].get_title() == "four runs"  # lesson 01: parallel is the point
+    legend = [text.get_text() for text in side_by_side.axes[0].get_legend().get_texts()]
+    assert "overlaps a run of the same task" not in legend
+    plt.close(side_by_side)
