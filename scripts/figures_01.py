@@ -1,4 +1,4 @@
-"""Regenerate img/01_*.png from a real run: a private Redis, three named workers (`make figures-01`).
+"""Regenerate img/01_*.png from a real run: a private Redis, three workers (`make figures-01`).
 
 Usage::
 

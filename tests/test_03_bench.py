@@ -23,6 +23,7 @@ def test_bench_prints_every_lock_as_a_ratio_to_raw():
 
 
 def test_bench_with_bad_input_says_what_to_do_in_one_line():
-    done = run_bench("--cycles", "0")
-    assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error:")
+    for bad in (["--cycles", "0"], ["--server", "/no/such/redis-server"]):
+        done = run_bench(*bad)
+        assert done.returncode == 2, bad
+        assert done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error:"), bad
