@@ -17,7 +17,6 @@ a Redis you run, and stops everything it started, also on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from figure_output import output_folder, save  # noqa: E402
 from labkit import Fleet, RedisServer, timeline  # noqa: E402
 
 STATES = ["PENDING", "STARTED", "SUCCESS"]
@@ -60,17 +60,8 @@ def plot_states(samples, title: str):
     return figure
 
 
-def save(figure, path: Path) -> None:
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "img")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(argv, __doc__.splitlines()[0])
 
     with RedisServer() as server:
         os.environ["REDIS_URL"] = server.url
@@ -81,7 +72,7 @@ def main(argv=None) -> int:
             job = tasks.data_extractor.delay(2.0)
             samples = poll_states(job)
             save(plot_states(samples, f"data_extractor(2.0) on {job.result['worker']}"),
-                 args.out / "01_task_states.png")
+                 out / "01_task_states.png")
 
             run_id = timeline.start_run("01-which-worker")
             jobs = group(tasks.data_extractor.s(0.3) for _ in range(15)).apply_async()
@@ -91,7 +82,7 @@ def main(argv=None) -> int:
             save(timeline.plot_timeline(runs, mark_overlaps=False,
                                         title="15 data_extractor(0.3) jobs, 3 workers, "
                                               "one job at a time each"),
-                 args.out / "01_which_worker.png")
+                 out / "01_which_worker.png")
     print("jobs per worker:", dict(sorted(per_worker.items())))
     return 0
 

@@ -10,7 +10,6 @@ a Redis you run, and stops everything it started, also on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -22,8 +21,8 @@ sys.path.insert(0, str(ROOT))
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
+from figure_output import output_folder, save  # noqa: E402
 from labkit import Beat, Fleet, RedisServer, Worker, timeline  # noqa: E402
 from labkit.queue_watch import QueueWatcher, plot_queue_length  # noqa: E402
 
@@ -63,17 +62,8 @@ def name_senders(runs, schedulers) -> None:
         run.origin = names.get((run.origin or "").split("@")[0], run.origin)
 
 
-def save(figure, path: Path) -> None:
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "img")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(argv, __doc__.splitlines()[0])
 
     with RedisServer() as server:
         os.environ["REDIS_URL"] = server.url
@@ -84,28 +74,28 @@ def main(argv=None) -> int:
             overlaps = timeline.count_overlaps(runs, EXTRACTOR)
             save(timeline.plot_timeline(runs, task=EXTRACTOR,
                                         title="beat + 3 workers, 3 s job every 0.75 s"),
-                 args.out / "02_overlap.png")
+                 out / "02_overlap.png")
             save(plot_queue_length(watch, title="Three workers fall behind: the queue grows"),
-                 args.out / "02_queue_length.png")
+                 out / "02_queue_length.png")
 
             runs, watch, _ = run_beat(client, 10, "expires", EXTRACT_EXPIRES=1.5, **SLOW)
             save(timeline.plot_timeline(runs, task=EXTRACTOR,
                                         title="expires=1.5 s: stale runs dropped (x)"),
-                 args.out / "02_expires.png")
+                 out / "02_expires.png")
 
             with Worker("solo", pool="solo", queues=["extract"]):
                 runs, watch, _ = run_beat(client, 10, "dedicated", EXTRACT_QUEUE="extract",
                                           watch_queues=["extract", "celery"], **SLOW)
             save(timeline.plot_timeline(runs, task=EXTRACTOR,
                                         title="one solo worker on queue 'extract'"),
-                 args.out / "02_dedicated_queue.png")
+                 out / "02_dedicated_queue.png")
 
             runs, _, beats = run_beat(client, 6, "twobeats", beats=2,
                                       **{**QUIET, "MAIL_EVERY": 1})
             name_senders(runs, beats)
             save(timeline.plot_timeline(runs, color_by="origin",
                                         title="two beats: every run sent twice"),
-                 args.out / "02_two_beats.png")
+                 out / "02_two_beats.png")
 
             failover = {}
 
@@ -135,7 +125,7 @@ def main(argv=None) -> int:
                                    linestyle=":", label="active beat killed (SIGKILL)")
             figure.axes[0].text(failover["killed_at"] - runs[0].t0, -0.62, " active beat killed",
                                 fontsize="small", va="top")
-            save(figure, args.out / "02_redbeat_failover.png")
+            save(figure, out / "02_redbeat_failover.png")
     print(f"overlapping runs of the extractor in the 20 s run: {overlaps}; "
           f"redbeat failover: {failover['seconds']:.1f} s")
     return 0
