@@ -18,9 +18,9 @@ measures what each lock costs, not how it queues.
 around them: the floor for any lock whose release is a compare-and-delete script. What a lock
 costs above that floor is Python: layers of calls, token making, script objects.
 
-The last line is the time Redis itself spent per cycle running the commands (INFO commandstats):
-what the lock asks of the server, whatever the client's speed. Each Lua call costs the server
-several µs more than a plain command. A ratio depends on the machine: the faster the client's
+The last line is the time Redis spent per cycle running the commands (INFO commandstats; reading
+requests and writing replies not included): what the lock asks of the server, whatever the
+client's speed. Each Lua call costs the server several µs more than a plain command. A ratio depends on the machine: the faster the client's
 round trips, the larger the share of those µs, and the lower the ratio.
 """
 from __future__ import annotations
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     if args.cycles < 1 or args.rounds < 1:
         print("error: --cycles and --rounds must be at least 1", file=sys.stderr)
         return 2
-    if args.server and not os.access(args.server, os.X_OK):
+    if args.server and not (os.path.isfile(args.server) and os.access(args.server, os.X_OK)):
         print(f"error: --server {args.server}: not an executable redis-server", file=sys.stderr)
         return 2
     version, rates, ratios, server_us = run(args.cycles, args.rounds, args.server)
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     print(f"{'lock':<28} {'cycles/s':>10} {'× raw':>7}")
     for label in rates:
         print(f"{label:<28} {rates[label]:>10,.0f} {ratios[label]:>7.2f}")
-    print(f"Redis's own time per cycle (INFO commandstats): SET + DEL {server_us[RAW]:.1f} µs, "
+    print(f"Redis's command time per cycle (INFO commandstats): SET + DEL {server_us[RAW]:.1f} µs, "
           f"locks.Lock's two scripts {server_us[LOCK]:.1f} µs")
     return 0
 

@@ -43,6 +43,7 @@ def poll_states(result, every: float = 0.05, timeout: float = 20.0) -> list[tupl
     while True:
         samples.append((time.monotonic() - started, result.state))
         if result.ready():
+            samples.append((time.monotonic() - started, result.state))  # the final state, too
             return samples
         if samples[-1][0] > timeout:
             raise TimeoutError(f"{result.id} still {result.state} after {timeout:.0f} s: "
@@ -71,7 +72,8 @@ def main(argv=None) -> int:
         with Fleet(["worker1", "worker2", "worker3"]):
             job = tasks.data_extractor.delay(2.0)
             samples = poll_states(job)
-            save(plot_states(samples, f"data_extractor(2.0) on {job.result['worker']}"),
+            worker = job.result["worker"].split("@")[0]
+            save(plot_states(samples, f"data_extractor(2.0) on {worker}"),
                  out / "01_task_states.png")
 
             run_id = timeline.start_run("01-which-worker")

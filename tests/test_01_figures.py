@@ -12,4 +12,4 @@ def test_figures_01_script_writes_both_pictures_and_the_split_of_jobs(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("01_task_states.png", "01_which_worker.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-    assert "jobs per worker: {'worker1':" in done.stdout
+    assert "jobs per worker: {'worker" in done.stdout

@@ -135,6 +135,8 @@ def test_plot_timeline_writes_a_non_empty_png(workers, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000
     assert "overlapping runs of data_extractor" in figure.axes[0].get_title()
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert "overlaps a run of the same task" in legend  # 4 runs, 3 workers: some overlap
     import matplotlib.pyplot as plt
     plt.close(figure)
 
