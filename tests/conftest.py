@@ -54,6 +54,12 @@ def outputs_of(notebook) -> str:
                      for output in cell.get("outputs", []))
 
 
+def images_of(notebook) -> list:
+    """The pictures (PNG outputs) an executed notebook drew."""
+    return [output for cell in notebook.cells for output in cell.get("outputs", [])
+            if "image/png" in output.get("data", {})]
+
+
 def one_line(text: str) -> str:
     """`text` must be exactly one line (a user-facing error); return it."""
     lines = text.strip().splitlines()

@@ -2,7 +2,7 @@
 import ast
 import re
 
-from conftest import outputs_of
+from conftest import images_of, outputs_of
 
 
 def test_notebook_01_runs_top_to_bottom_and_stops_its_workers(run_notebook):
@@ -15,6 +15,5 @@ def test_notebook_01_runs_top_to_bottom_and_stops_its_workers(run_notebook):
     assert sum(per_worker.values()) == 15
     assert len(per_worker) >= 2  # spread over the workers (all 3, unless one was slow to start)
     assert "stopped: ['worker1', 'worker2', 'worker3']" in text
-    images = [output for cell in notebook.cells for output in cell.get("outputs", [])
-              if "image/png" in output.get("data", {})]
+    images = images_of(notebook)
     assert len(images) == 2  # the state steps and the run timeline of the 15 jobs

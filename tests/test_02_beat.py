@@ -15,7 +15,7 @@ import redis
 from celery import Celery
 
 import tasks
-from conftest import url_for_db
+from conftest import url_for_db, wait_until
 from labkit import Beat, Fleet, REPO_ROOT, Worker, timeline
 from labkit.processes import CeleryProcess
 
@@ -91,10 +91,8 @@ def finished_runs(world, task=None) -> list[timeline.Run]:
 
 def test_beat_sends_the_beat_schedule_entry_and_the_add_periodic_task_entry(world):
     with beat(world, MAIL_EVERY=0.5, EXTRACT_EVERY=0.5, EXTRACT_SECONDS=0.1) as scheduler:
-        deadline = time.monotonic() + WAIT
-        while {"send-mail", "extract-data"} - set(scheduler.sends()):
-            assert time.monotonic() < deadline, scheduler.log_tail()
-            time.sleep(0.2)
+        assert wait_until(lambda: {"send-mail", "extract-data"} <= set(scheduler.sends()),
+                          WAIT), scheduler.log_tail()
     runs = finished_runs(world)
     assert {run.task for run in runs} >= {MAIL, EXTRACTOR}
 
@@ -212,14 +210,14 @@ def test_redbeat_keeps_one_active_beat_and_a_standby_takes_over_after_the_lock_e
     second = Beat("redbeat2", scheduler="redbeat.RedBeatScheduler", max_interval=1,
                   env=first.env, log_dir=world["logs"])
     with first:
-        _wait_for(lambda: "Acquired lock" in first.log_text(), first)
+        assert wait_until(lambda: "Acquired lock" in first.log_text(), WAIT), first.log_tail()
         with second:
             time.sleep(4)
             assert len(first.sends()) >= 3
             assert second.sends() == []             # the standby waits for the lock
             first.stop(graceful=False)              # the active beat dies without releasing it
             died, killed_at = time.monotonic(), time.time()
-            _wait_for(lambda: second.sends(), second)
+            assert wait_until(second.sends, WAIT), second.log_tail()
             failover = time.monotonic() - died
             time.sleep(2)
     print(f"redbeat failover with lock timeout 3 s, max interval 1 s: {failover:.1f} s")
@@ -232,13 +230,6 @@ def test_redbeat_keeps_one_active_beat_and_a_standby_takes_over_after_the_lock_e
     assert len(by_second) >= 2 and all(run.sent > killed_at for run in by_second)
 
 
-def _wait_for(condition, process, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, process.log_tail()
-        time.sleep(0.1)
-
-
 def test_celery_beat_from_the_repository_root_keeps_its_schedule_in_a_git_ignored_file(world):
     # The README's command line, exactly: no --schedule, so beat uses tasks.py's default file.
     cli = CeleryProcess("beat-cli", ["beat", "--loglevel=info"], log_dir=world["logs"],
@@ -249,8 +240,8 @@ def test_celery_beat_from_the_repository_root_keeps_its_schedule_in_a_git_ignore
     created = []
     try:
         with cli:
-            _wait_for(lambda: {"send-mail", "extract-data"} <= set(
-                re.findall(r"Sending due task (\S+) ", cli.log_text())), cli)
+            assert wait_until(lambda: {"send-mail", "extract-data"} <= set(
+                re.findall(r"Sending due task (\S+) ", cli.log_text())), WAIT), cli.log_tail()
         created = sorted(REPO_ROOT.glob("celerybeat-schedule*"))
         assert created
         ignored = subprocess.run(["git", "check-ignore", *map(str, created)], cwd=REPO_ROOT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import time
 
-from conftest import outputs_of
+from conftest import images_of, outputs_of
 
 
 def test_notebook_02_runs_top_to_bottom_and_shows_overlaps_and_the_fixes(run_notebook):
@@ -18,6 +18,5 @@ def test_notebook_02_runs_top_to_bottom_and_shows_overlaps_and_the_fixes(run_not
     assert re.search(r"\b0 overlapping runs; longest queue 'extract'", text)   # the solo worker
     assert re.search(r"[1-9]\d* runs dropped as expired", text)
     assert "failover:" in text
-    images = [output for cell in notebook.cells for output in cell.get("outputs", [])
-              if "image/png" in output.get("data", {})]
+    images = images_of(notebook)
     assert len(images) == 6   # overlap, queue length, expires, solo queue, two beats, redbeat

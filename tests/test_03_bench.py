@@ -2,14 +2,13 @@
 speed goals live in bench/, never in timed tests)."""
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from labkit import REPO_ROOT
 
 
 def run_bench(*args):
-    return subprocess.run([sys.executable, "bench/locks.py", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "bench/locks.py", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_bench_prints_every_lock_as_a_ratio_to_raw():

@@ -1,7 +1,7 @@
 """Lesson 03: the locks notebook runs top to bottom from a fresh kernel and shows what it says."""
 import pytest
 
-from conftest import outputs_of
+from conftest import images_of, outputs_of
 
 @pytest.mark.timeout(400)  # a → f, Redlock, then three task-pattern runs with their own workers
 def test_notebook_03_walks_a_to_f_and_shows_each_flaw_and_fix(run_notebook):
@@ -18,8 +18,7 @@ def test_notebook_03_walks_a_to_f_and_shows_each_flaw_and_fix(run_notebook):
     assert "1 master killed → acquired: True" in text
     assert "3 masters killed → acquired: False" in text
     assert "Task patterns built on the lock" in "\n".join(c.source for c in notebook.cells)
-    images = [output for cell in notebook.cells for output in cell.get("outputs", [])
-              if "image/png" in output.get("data", {})]
+    images = images_of(notebook)
     # the patterns: zero overlaps with single instance, every email sent exactly once with the lock
     assert "single instance=True   ran" in text and text.count("overlapping runs: 0") >= 1
     assert "sent more than once: [] | never sent: 0 | deliveries: 12 for 12 emails" in text

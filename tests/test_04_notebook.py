@@ -6,14 +6,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import outputs_of
+
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_progress_fft.ipynb"
 DB = 13   # the notebook's workers get their own queues, away from the session fleet
-
-
-def text_of(notebook) -> str:
-    return "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                   for output in cell.get("outputs", []) if output.output_type == "stream")
 
 
 def test_the_notebook_is_committed_without_outputs():
@@ -29,7 +26,7 @@ def test_notebook_04_runs_top_to_bottom_and_shows_each_pitfall(run_notebook):
     started = time.monotonic()
     notebook = run_notebook(NOTEBOOK.name, db=DB, timeout=90)
     print(f"notebook 04 ran in {time.monotonic() - started:.1f} s")
-    text = text_of(notebook)
+    text = outputs_of(notebook)
     bins_off = [float(value) for value in re.findall(r"off by ([\d.]+) bins", text)]
     assert len(bins_off) == 4 and max(bins_off) <= 1.0          # every planted tone found
     assert "ignore_result=True : ('PROGRESS', 100.0)" in text     # 5a: stuck in PROGRESS

@@ -9,18 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from celery import Celery
 
 import tasks
-from conftest import url_for_db
-from labkit import Worker
+from conftest import url_for_db, wait_until
+from labkit import REPO_ROOT, Worker
 
 DB = 14
 WAIT = 60
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +41,8 @@ def app(lone_worker):
 
 
 def wait_for_state(result, states, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while result.state not in states:
-        assert time.monotonic() < deadline, f"{result.id} is {result.state}, not one of {states}"
-        time.sleep(0.05)
+    assert wait_until(lambda: result.state in states, timeout), \
+        f"{result.id} is {result.state}, not one of {states}"
     return result.state
 
 
@@ -67,7 +63,7 @@ def test_ctrl_c_in_the_invoker_revokes_its_tasks_says_so_and_exits_non_zero(app,
     with open(stderr_path, "w") as stderr:
         invoker = subprocess.Popen(
             [sys.executable, "invoker.py", "fft", str(tasks.MAX_FFT_ROUNDS), "--tasks", "2"],
-            cwd=REPO, env={**os.environ, "REDIS_URL": url_for_db(DB)},
+            cwd=REPO_ROOT, env={**os.environ, "REDIS_URL": url_for_db(DB)},
             stdout=subprocess.PIPE, stderr=stderr, text=True)
         try:
             deadline = time.monotonic() + WAIT
