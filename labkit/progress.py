@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis.connection
+from celery import states
 
 from labkit.processes import REPO_ROOT
 
@@ -63,7 +64,7 @@ def poll_progress(results, timeout: float, every: float = 0.05) -> dict[str, lis
         for result in list(waiting):
             state, percent = percent_of(result)
             trace[result.id].append((now, state, percent))
-            if state in ("SUCCESS", "FAILURE", "REVOKED"):
+            if state in states.READY_STATES:
                 waiting.remove(result)
         time.sleep(every)
     return trace

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -33,22 +32,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from figure_output import output_folder, save  # noqa: E402
 from labkit import Fleet, RedisServer, timeline  # noqa: E402
+from labkit.progress import poll_progress  # noqa: E402
 
 STATES = ["PENDING", "STARTED", "SUCCESS"]
-
-
-def poll_states(result, every: float = 0.05, timeout: float = 20.0) -> list[tuple[float, str]]:
-    """(seconds since the first poll, state) every `every` seconds until `result` is ready."""
-    started, samples = time.monotonic(), []
-    while True:
-        samples.append((time.monotonic() - started, result.state))
-        if result.ready():
-            samples.append((time.monotonic() - started, result.state))  # the final state, too
-            return samples
-        if samples[-1][0] > timeout:
-            raise TimeoutError(f"{result.id} still {result.state} after {timeout:.0f} s: "
-                               "is a worker running on this Redis?")
-        time.sleep(every)
 
 
 def plot_states(samples, title: str):
@@ -71,7 +57,7 @@ def main(argv=None) -> int:
 
         with Fleet(["worker1", "worker2", "worker3"]):
             job = tasks.data_extractor.delay(2.0)
-            samples = poll_states(job)
+            samples = [(t, state) for t, state, _ in poll_progress([job], timeout=20)[job.id]]
             worker = job.result["worker"].split("@")[0]
             save(plot_states(samples, f"data_extractor(2.0) on {worker}"),
                  out / "01_task_states.png")
