@@ -80,20 +80,26 @@ def fence_key(key: str) -> str:
     return f"{key}:fence"
 
 
+_fenced_write_script = None  # a redis-py Script, made on first use; it runs on any client
+
+
 def fenced_write(client: redis.Redis, key: str, value, fence: int) -> bool:
     """Set `key` to `value` if `fence` ≥ every fence `key` has accepted; True when written.
 
     Fences are counted per lock name: guard each resource with one lock name, always the same.
     """
-    script = client.register_script(FENCED_WRITE_SCRIPT)  # EVALSHA; loads the script once if needed
-    return bool(script(keys=[key, fence_key(key)], args=[value, fence], client=client))
+    global _fenced_write_script
+    if _fenced_write_script is None:
+        _fenced_write_script = client.register_script(FENCED_WRITE_SCRIPT)
+    # EVALSHA with this client; redis-py loads the script if the server does not know it yet
+    return bool(_fenced_write_script(keys=[key, fence_key(key)], args=[value, fence],
+                                     client=client))
 
 
 class Lock(redis.lock.Lock):
     """A drop-in `redis.lock.Lock` with a fencing token, auto-renewal and fenced writes."""
 
     lua_acquire = None
-    lua_fenced_write = None
 
     # KEYS[1] lock name, KEYS[2] fence counter
     # ARGV[1] token, ARGV[2] ttl in ms ("0": no expiry)
@@ -110,11 +116,6 @@ class Lock(redis.lock.Lock):
         end
         return redis.call('incr', KEYS[2])
     """
-
-    # KEYS[1] resource key, KEYS[2] the highest fence the resource has seen
-    # ARGV[1] value, ARGV[2] the writer's fencing token
-    # returns 1 when written, 0 when a newer fence was seen before (nothing is written)
-    LUA_FENCED_WRITE_SCRIPT = FENCED_WRITE_SCRIPT
 
     def __init__(
         self,
@@ -159,8 +160,6 @@ class Lock(redis.lock.Lock):
         cls = self.__class__
         if cls.lua_acquire is None:
             cls.lua_acquire = self.redis.register_script(cls.LUA_ACQUIRE_SCRIPT)
-        if cls.lua_fenced_write is None:
-            cls.lua_fenced_write = self.redis.register_script(cls.LUA_FENCED_WRITE_SCRIPT)
 
     @property
     def fence(self) -> Optional[int]:
@@ -223,8 +222,9 @@ class Lock(redis.lock.Lock):
         """
         try:
             return self.redis.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:  # a new or restarted server, or a SCRIPT FLUSH
-            return script(keys=keys, args=args, client=self.redis)
+        except NoScriptError:  # a new or restarted server, or a SCRIPT FLUSH: load it, run again
+            self.redis.script_load(script.script)
+            return self.redis.evalsha(script.sha, len(keys), *keys, *args)
 
     def release(self) -> None:
         if self._watchdog is not None:
@@ -247,7 +247,7 @@ class Lock(redis.lock.Lock):
         if fence is None:
             raise LockError(f"cannot write {key!r} through lock {self.name!r}: it is not held",
                             lock_name=self.name)
-        if not self._run(self.lua_fenced_write, [key, fence_key(key)], [value, fence]):
+        if not fenced_write(self.redis, key, value, fence):
             raise StaleFenceError(f"write to {key!r} refused: fence {fence} of lock {self.name!r} "
                                   "is older than one the resource has seen", lock_name=self.name)
 
