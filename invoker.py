@@ -142,8 +142,7 @@ def run_extract(options):
 def run_mail(options):
     """Fill the outbox with --count emails and send one task per email."""
     tasks.fill_outbox(options.count)
-    locked = getattr(options, "locked", False)   # the tour calls this without the option
-    task = tasks.send_mail_from_queue_locked if locked else tasks.send_mail_from_queue
+    task = tasks.send_mail_from_queue_locked if options.locked else tasks.send_mail_from_queue
     results = [task.delay(options.pause) for _ in range(options.count)]
     print(f"outbox: {options.count} pending emails; sent {len(results)} {task.name[6:]} tasks")
     if options.no_wait:
@@ -207,7 +206,8 @@ def run_tour(options):
         ("mul 6 7", lambda: send(tasks.mul.s(6, 7), options)),
         ("xsum 1 2 3 4", lambda: send(tasks.xsum.s([1, 2, 3, 4]), options)),
         ("mail --count 6", lambda: run_mail(argparse.Namespace(**{**vars(options), "count": 6,
-                                                                    "pause": 0.0}))),
+                                                                    "pause": 0.0,
+                                                                    "locked": False}))),
         ("burst 50", lambda: run_burst(argparse.Namespace(**{**vars(options), "count": 50}))),
         ("divide 1 0", lambda: send(tasks.divide.s(1, 0), options)),
     ]

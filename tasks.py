@@ -233,8 +233,11 @@ def schedule_data_extractor(sender, **_kwargs):
         options["expires"] = EXTRACT_EXPIRES   # seconds after beat sends it
     if EXTRACT_QUEUE:
         options["queue"] = EXTRACT_QUEUE
-    sender.add_periodic_task(EXTRACT_EVERY, data_extractor.s(EXTRACT_SECONDS),
-                             name="extract-data", **options)
+    # Lesson 03: EXTRACT_SINGLE_INSTANCE=1 schedules the locked variant (defined below) instead.
+    single = os.environ.get("EXTRACT_SINGLE_INSTANCE") == "1"
+    task = data_extractor_single_instance if single else data_extractor
+    sender.add_periodic_task(EXTRACT_EVERY, task.s(EXTRACT_SECONDS), name="extract-data",
+                             **options)
 
 
 # --- Lesson 03: tasks that take a lock -------------------------------------------------------
@@ -246,7 +249,8 @@ from locks.patterns import exclusive, one_per_target, single_instance  # noqa: E
 
 
 # Single instance: lesson 02's slow periodic job, one run at a time. With EXTRACT_SINGLE_INSTANCE=1
-# beat sends this task for the "extract-data" entry instead: same schedule, same options.
+# beat's "extract-data" entry sends this task instead (see schedule_data_extractor): same
+# schedule, same options.
 EXTRACT_LOCK_TTL = _seconds("EXTRACT_LOCK_TTL", 10.0)
 
 
@@ -257,13 +261,6 @@ def data_extractor_single_instance(self, seconds: float = 2.0):
     started = time.time()
     time.sleep(seconds)
     return {"worker": self.request.hostname, "started": started, "seconds": seconds}
-
-
-@app.on_after_finalize.connect
-def schedule_single_instance_extractor(sender, **_kwargs):
-    # Connected after lesson 02's schedule_data_extractor, so it runs after it: the entry is there.
-    if os.environ.get("EXTRACT_SINGLE_INSTANCE") == "1":
-        sender.conf.beat_schedule["extract-data"]["task"] = data_extractor_single_instance.name
 
 
 @app.task(bind=True)
