@@ -45,10 +45,12 @@ def _fresh_start() -> None:
 
     with tasks.app.connection_for_write() as connection:
         connection.default_channel.queue_purge(QUEUE)
-    for pattern in ("lock:outbox", "lock:tasks.*"):
-        for key in tasks.db().scan_iter(match=pattern):
-            if not key.endswith(":fence"):   # fencing tokens only ever go up
-                tasks.db().delete(key)
+    client = tasks.db()
+    stale = [key for pattern in ("lock:outbox", "lock:tasks.*")
+             for key in client.scan_iter(match=pattern)
+             if not key.endswith(":fence")]   # fencing tokens only ever go up
+    if stale:
+        client.delete(*stale)
 
 
 def _join(results: list, timeout: float) -> None:
@@ -66,13 +68,13 @@ def _final_runs(run_id: str, task_ids: list[str], timeout: float = 10.0) -> list
     result: a worker stores the result, then the task_postrun signal records the run)."""
     from labkit import timeline
 
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = timeline.runs(run_id)
-        finished = {run.task_id for run in runs if run.outcome not in (None, "retried")}
-        if finished >= set(task_ids) or time.monotonic() > deadline:
-            return runs
-        time.sleep(0.1)
+    def all_final(runs):
+        return {run.task_id for run in runs if run.outcome not in (None, "retried")} \
+            >= set(task_ids)
+    try:
+        return timeline.wait_for_runs(run_id, all_final, timeout)
+    except TimeoutError:
+        return timeline.runs(run_id)   # draw what there is
 
 
 def run_single_instance_demo(single_instance: bool, every: float = 1.0, seconds: float = 2.5,
@@ -142,27 +144,18 @@ def run_single_instance_crash_demo(lock_ttl: float = 3.0, every: float = 1.0,
 def _first_started(run_id: str, timeout: float):
     from labkit import timeline
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        started = [run for run in timeline.runs(run_id) if run.outcome is None]
-        if started:
-            return started[0]
-        time.sleep(0.05)
-    raise TimeoutError(f"no run started within {timeout:.0f} s")
+    def started(runs):
+        return [run for run in runs if run.outcome is None]
+    return started(timeline.wait_for_runs(run_id, started, timeout))[0]
 
 
 def _ended_except(run_id: str, dead_key: str, timeout: float) -> list:
     """The runs, once all have ended but the one whose process was killed (it never will)."""
     from labkit import timeline
 
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = timeline.runs(run_id)
-        if all(run.end is not None for run in runs if run.key != dead_key):
-            return runs
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"runs of {run_id} still unfinished after {timeout:.0f} s")
-        time.sleep(0.1)
+    return timeline.wait_for_runs(
+        run_id, lambda runs: all(run.end is not None for run in runs if run.key != dead_key),
+        timeout)
 
 
 def run_outbox_demo(locked: bool, emails: int = 12, pause: float = 0.5, workers: int = 3,

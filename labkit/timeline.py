@@ -67,11 +67,11 @@ _OUTCOME_OF_STATE = {"SUCCESS": "ran", "RETRY": "retried", "FAILURE": "failed"}
 # JSON; ARGV[4] seconds to keep the run's hash
 # returns the run id the record was stored under, or false when no run has been started
 # (The run's hash key is only known inside the script: fine on one Redis, not on a Cluster.)
-RECORD = """
+RECORD = f"""
 local run = ARGV[1]
 if run == '' then run = redis.call('GET', KEYS[1]) end
 if not run then return false end
-local key = 'timeline:run:' .. run
+local key = '{RUN_KEY_PREFIX}' .. run
 redis.call('HSET', key, ARGV[2], ARGV[3])
 redis.call('EXPIRE', key, tonumber(ARGV[4]))
 return run
@@ -164,10 +164,7 @@ def connect(app, url: str | None = None) -> None:
     Call it once, where the app is defined, so that every worker, beat and producer does it.
     """
     global _recorder
-    if _recorder is not None:
-        if url != _recorder.url:
-            _recorder._client = None
-        _recorder.url, _recorder.app = url, app
+    if _recorder is not None:   # already connected: the signals must not be connected twice
         return
     _recorder = _Recorder(url, app)
     # weak=False: the handlers are module functions, but be explicit that they must stay.
@@ -312,24 +309,38 @@ def runs(run_id: str | None = None, url: str | None = None) -> list[Run]:
     return found
 
 
+def wait_for_runs(run_id: str | None, done, timeout: float = 30.0, url: str | None = None,
+                  describe=None) -> list[Run]:
+    """Poll the runs of `run_id` until `done(runs)` is true; return those runs.
+
+    Raises TimeoutError after `timeout` seconds, with `describe(runs)` in its message if given.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = runs(run_id, url)
+        if done(found):
+            return found
+        if time.monotonic() > deadline:
+            detail = f": {describe(found)}" if describe else ""
+            raise TimeoutError(f"runs of {run_id or 'the current run'} still not as awaited "
+                               f"after {timeout:.0f} s{detail}")
+        time.sleep(0.1)
+
+
 def wait_until_finished(run_id: str | None = None, timeout: float = 30.0,
                         url: str | None = None) -> list[Run]:
     """Wait until every started run of `run_id` has ended; return the runs.
 
     Raises TimeoutError naming the unfinished tasks after `timeout` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        found = runs(run_id, url)
-        unfinished = [run for run in found if run.end is None]
-        if not unfinished:
-            return found
-        if time.monotonic() > deadline:
-            where = ", ".join(f"{run.task} on {run.worker} (pid {run.pid}, started "
-                              f"{time.time() - run.start:.0f} s ago)" for run in unfinished)
-            raise TimeoutError(f"{len(unfinished)} runs still unfinished after {timeout:.0f} s: "
-                               f"{where}")
-        time.sleep(0.1)
+    def unfinished(found):
+        left = [run for run in found if run.end is None]
+        return f"{len(left)} unfinished: " + ", ".join(
+            f"{run.task} on {run.worker} (pid {run.pid}, started "
+            f"{time.time() - run.start:.0f} s ago)" for run in left)
+
+    return wait_for_runs(run_id, lambda found: all(run.end is not None for run in found),
+                         timeout, url, describe=unfinished)
 
 
 def overlapping(runs: list[Run], task: str | None = None) -> list[Run]:
