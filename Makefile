@@ -31,7 +31,7 @@ figures-02: $(VENV)/.installed  ## img/02_*.png: beat overlap, queue growth, rem
 figures-03: $(VENV)/.installed  ## img/03_*.png: the lock-taking task patterns, before and after
 	$(BIN)/python scripts/figures_03.py
 figures-04: $(VENV)/.installed  ## img/04_*.png from real runs (private Redis, 3 workers)
-	$(BIN)/python -m labkit.progress --figures img
+	$(BIN)/python scripts/figures_04.py
 
 bench-03: $(VENV)/.installed    ## lock acquire+release cycles/s, as ratios to raw SET NX PX + DEL
 	$(BIN)/python bench/locks.py

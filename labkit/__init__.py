@@ -15,7 +15,7 @@ Nothing here is a lesson; it is what the lessons stand on::
 - `labkit.children`: run Python functions in real child processes with a time limit; always reaped.
 - `labkit.lock_stories`: lesson 03's races, forced (barriers, SIGSTOP, SIGKILL), and their timelines.
 - `labkit.progress` (lesson 04): poll PROGRESS, receive Celery events, count Redis round trips,
-  and draw / regenerate the lesson's figures (`python -m labkit.progress --figures img`).
+  and draw the lesson's figures (`scripts/figures_04.py` regenerates them).
 """
 from labkit.redis_server import (
     DEFAULT_REDIS_URL,

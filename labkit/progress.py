@@ -10,25 +10,16 @@ Lesson 04's plumbing; the notebook, the tests, the figures and the benchmark sha
     ...     tasks.fft_random.update_state(task_id, "PROGRESS", meta)
     >>> len(trips), trips                                 # 2, [['GET'], ['MULTI', 'SETEX', ...]]
 
-`python -m labkit.progress --figures img` makes lesson 04's figures from real runs (`make
-figures-04`): a private Redis, three workers, the spectrum, six tasks' progress curves, the
-invoker's bars in a terminal, and the cost of updates.
+`scripts/figures_04.py` (`make figures-04`) draws lesson 04's figures with it.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import re
-import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import redis.connection
 from celery import states
-
-from labkit.processes import REPO_ROOT
 
 PROBE_EVENT = "labkit-probe"
 
@@ -272,163 +263,3 @@ def plot_update_cost(outcomes: dict, ax=None):
     ax.invert_yaxis()
     ax.set_title("the cost of progress: report by time, not by count")
     return ax
-
-
-def terminal_screen(argv: list[str], snapshot_when, timeout: float = 60.0,
-                    rows: int = 10, columns: int = 96) -> list[str]:
-    """Run `argv` in a pseudo-terminal; its screen (lines of text) when `snapshot_when(lines)`
-    first holds, else at the end.
-
-    The command runs to its end (killed after `timeout`). The screen is rebuilt by a tiny
-    terminal emulator that knows what tqdm writes: text, \\r, \\n, cursor up/down, erase line.
-    """
-    import fcntl
-    import pty
-    import select
-    import signal
-    import struct
-    import termios
-
-    pid, fd = pty.fork()
-    if pid == 0:   # the child: becomes the command, on the terminal's slave side
-        os.chdir(REPO_ROOT)
-        os.execvpe(argv[0], argv, {**os.environ, "COLUMNS": str(columns)})
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    output, started, screen = b"", time.monotonic(), None
-    try:
-        while time.monotonic() - started < timeout:
-            if screen is None:
-                lines = emulate_screen(output.decode(errors="replace"), rows, columns)
-                screen = lines if snapshot_when(lines) else None
-            ready, _, _ = select.select([fd], [], [], 0.05)
-            if ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:      # the command ended and closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-        os.close(fd)
-    return screen or emulate_screen(output.decode(errors="replace"), rows, columns)
-
-
-def emulate_screen(text: str, rows: int, columns: int) -> list[str]:
-    screen = [[" "] * columns for _ in range(rows)]
-    row = col = 0
-    position = 0
-    while position < len(text):
-        escape = re.match(r"\x1b\[(\d*)([A-Za-z])", text[position:])
-        if escape:
-            count, command = int(escape.group(1) or 1), escape.group(2)
-            if command == "A":
-                row = max(0, row - count)
-            elif command == "B":
-                row = min(rows - 1, row + count)
-            elif command == "K":
-                screen[row][col:] = [" "] * (columns - col)
-            position += escape.end()
-            continue
-        char = text[position]
-        if char == "\r":
-            col = 0
-        elif char == "\n":
-            row += 1
-            if row == rows:            # scroll
-                screen.pop(0)
-                screen.append([" "] * columns)
-                row = rows - 1
-        elif char.isprintable() and col < columns:
-            screen[row][col] = char
-            col += 1
-        position += 1
-    return ["".join(line).rstrip() for line in screen]
-
-
-def plot_terminal(lines: list[str], prompt: str):
-    """A terminal's screen as a picture: the command line, then the lines it showed."""
-    import matplotlib.pyplot as plt
-
-    while lines and not lines[-1]:
-        lines = lines[:-1]
-    figure = plt.figure(figsize=(9.6, 0.22 * (len(lines) + 1) + 0.25), facecolor="#1e1e1e")
-    figure.text(0.01, 0.5, prompt + "\n" + "\n".join(lines), family="DejaVu Sans Mono",
-                fontsize=9, color="#e0e0e0", va="center", ha="left", linespacing=1.35)
-    return figure
-
-
-def make_figures(out_dir: Path) -> list[Path]:
-    """Run the lesson on a private Redis with three workers and save img/04_*.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from labkit.processes import Fleet
-    from labkit.redis_server import RedisServer
-
-    server = RedisServer().start()
-    os.environ["REDIS_URL"] = server.url
-    import tasks
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    saved = []
-    try:
-        with Fleet(["worker1", "worker2", "worker3"], concurrency=1):
-            outcome = tasks.spectrum.delay(
-                [[440, 1.0], [1000, 0.5], [2500, 0.8], [3210.5, 0.3]], frames=300, seed=4,
-                return_spectrum=True).get(timeout=120)
-            ax = plot_spectrum(outcome)
-            saved.append(_save(ax.figure, out_dir / "04_spectrum.png"))
-
-            results = [tasks.fft_random.delay(40_000, seed=i) for i in range(6)]
-            trace = poll_progress(results, timeout=300)
-            workers = {result.id: result.worker for result in results}
-            ax = plot_progress_curves(trace, workers)
-            saved.append(_save(ax.figure, out_dir / "04_progress_6_tasks_3_workers.png"))
-
-            command = ["python", "invoker.py", "fft", "60000", "--tasks", "4"]
-            lines = terminal_screen([sys.executable, *command[1:]], snapshot_when=lambda lines: sum(
-                bool(re.search(r" [4-7]\d%\|", line)) for line in lines) >= 3)
-            figure = plot_terminal(lines, "$ " + " ".join(command) + "     # 3 workers: "
-                                   "three tasks run, the fourth waits in the queue")
-            saved.append(_save(figure, out_dir / "04_terminal_bars.png", tight=False))
-
-            runs = {"no progress": {"report": False}, "every 0.2 s": {},
-                    "after every round": {"interval": 0}}
-            outcomes = {name: tasks.fft_random.delay(3000, **options).get(timeout=120)
-                        for name, options in runs.items()}
-            ax = plot_update_cost(outcomes)
-            saved.append(_save(ax.figure, out_dir / "04_update_cost.png"))
-            plt.close("all")
-    finally:
-        server.stop()
-    return saved
-
-
-def _save(figure, path: Path, tight: bool = True) -> Path:
-    if tight:
-        figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labkit.progress",
-                                     description="Make lesson 04's figures from real runs.")
-    parser.add_argument("--figures", type=Path, default=Path("img"), metavar="DIR",
-                        help="where to write 04_*.png (default img)")
-    args = parser.parse_args(argv)
-    for path in make_figures(args.figures):
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
