@@ -12,6 +12,7 @@ Nothing here is a lesson; it is what the lessons stand on::
 - `labkit.redis_server`: find a Redis or start a private, real `redis-server`.
 - `labkit.processes`: start, wait for, and stop named `celery` worker processes (and beat).
 - `labkit.timeline`: every task run recorded in Redis through Celery signals; overlaps; Gantt plot.
+- `labkit.beat_runs`: lesson 02's scenes: beats run with given settings, their runs recorded.
 - `labkit.children`: run Python functions in real child processes with a time limit; always reaped.
 - `labkit.lock_stories`: lesson 03's races, forced (barriers, SIGSTOP, SIGKILL), and their timelines.
 - `labkit.progress` (lesson 04): poll PROGRESS, receive Celery events, count Redis round trips,
