@@ -11,7 +11,7 @@ demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then s
 	$(BIN)/python -m labkit.demo
 
 test: $(VENV)/.installed        ## the whole test suite (private Redis, real workers)
-	$(BIN)/python -m pytest -n 4 --dist worksteal
+	$(BIN)/python -m pytest -n 4 --dist worksteal -rs
 
 redis: $(VENV)/.installed       ## a real Redis in the foreground on 6379, for the terminals walkthrough
 	$(BIN)/python -m labkit.redis_server --port 6379

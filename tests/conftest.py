@@ -7,6 +7,9 @@
   integration suite; starting workers per test is slow and is where suites hang.
 - Tests that need an empty world (no worker, a notebook's own workers) use another database
   number of the same server: queues, results and control messages are per database.
+- Lesson 03's release tests also run on a Redis ≥ 8.4 (it has DELEX), started only if a test asks:
+  REDIS8_SERVER, else the one `scripts/fetch_redis_8.sh` put in .cache/; without one they skip,
+  saying how to get it.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import redis
 # of its own, so parallel test processes (pytest -n) never read each other's "ready" lines.
 os.environ["LABKIT_RUN_DIR"] = RUN_DIR = tempfile.mkdtemp(prefix="labkit-tests-")
 
-from labkit import Fleet, RedisServer  # noqa: E402
+from labkit import REPO_ROOT, Fleet, RedisServer  # noqa: E402
 
 PRIVATE_REDIS = RedisServer()
 
@@ -85,6 +88,42 @@ def url_for_db(number: int) -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return PRIVATE_REDIS.url
+
+
+@pytest.fixture(scope="session")
+def redis8_url() -> str:
+    """A second private server, Redis ≥ 8.4: REDIS8_SERVER, else .cache/redis-8/redis-server."""
+    binary = os.environ.get("REDIS8_SERVER") or str(REPO_ROOT / ".cache/redis-8/redis-server")
+    if not os.access(binary, os.X_OK):
+        pytest.skip("no Redis ≥ 8.4 to test DELEX releases on: run scripts/fetch_redis_8.sh "
+                    "(Debian, Ubuntu) or set REDIS8_SERVER to a redis-server ≥ 8.4")
+    with RedisServer(binary=binary) as server:
+        client = redis.Redis.from_url(server.url)
+        version = client.info("server")["redis_version"]
+        client.close()
+        major, minor = map(int, version.split(".")[:2])
+        if (major, minor) < (8, 4):
+            pytest.fail(f"{binary} is Redis {version}: DELEX needs 8.4 or later")
+        yield server.url
+
+
+@pytest.fixture(params=["session Redis", "Redis 8.4+"])
+def each_server_url(request, redis_url):
+    """The test runs twice: on the session's server (Redis 7.0 on Debian 12, where a lock is
+    released by a Lua script), then on a Redis ≥ 8.4 (released by DELEX)."""
+    return redis_url if request.param == "session Redis" else request.getfixturevalue("redis8_url")
+
+
+def has_delex(url: str) -> bool:
+    """Whether the server at `url` has DELEX, the native compare-and-delete of Redis ≥ 8.4."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.execute_command("DELEX", "tests:probe", "IFEQ", "nothing")
+        return True
+    except redis.ResponseError:
+        return False
+    finally:
+        client.close()
 
 
 @pytest.fixture

