@@ -11,22 +11,30 @@ One client, one private redis-server started here (real, on loopback; `--server`
 binary), every lock measured in the same run, in many short interleaved rounds so that a noisy
 neighbour hurts them all alike. Within each round every lock's rate is divided by raw
 SET NX PX + DEL's — the floor any Redis lock pays, two round trips — and a lock's ratio is the
-median of its per-round ratios (its cycles/s, the median of its rounds). Uncontended: this
-measures what each lock costs, not how it queues.
+median of its per-round ratios (its cycles/s, the median of its rounds). Each round runs the
+locks in a new random order, each after a full garbage collection: in a fixed order, the lock
+after raw came out faster than raw itself. Raw is measured twice: its second copy, the control
+row, shows how far from 1.00 the same code lands, the benchmark's own error on this machine.
+Uncontended: this measures what each lock costs, not how it queues.
 
-"bare EVALSHA ×2" calls locks.Lock's two Lua scripts straight from the client, with no lock class
-around them: the floor for any lock whose release is a compare-and-delete script. What a lock
-costs above that floor is Python: layers of calls, token making, script objects.
+"bare commands" sends what locks.Lock sends, straight from the client with no lock class around
+it: the acquire script (SET NX PX + INCR of the fence, in Lua), then the release — DELEX IFEQ on
+Redis ≥ 8.4, else the compare-and-delete script. It is the floor for a fenced lock on that server;
+what locks.Lock costs above it is Python: layers of calls, token making.
 
 The last line is the time Redis spent per cycle running the commands (INFO commandstats; reading
 requests and writing replies not included): what the lock asks of the server, whatever the
-client's speed. Each Lua call costs the server several µs more than a plain command. A ratio depends on the machine: the faster the client's
-round trips, the larger the share of those µs, and the lower the ratio.
+client's speed. A Lua script costs the server several µs more than a plain command. A ratio
+depends on the machine: the faster the client's round trips, the larger the share of those µs,
+and the lower the ratio. Redis ≥ 8.4 (DELEX) saves one script per cycle: to measure it, pass
+such a server with --server (scripts/fetch_redis_8.sh gets one on Debian and Ubuntu).
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import random
 import statistics
 import sys
 import time
@@ -52,18 +60,31 @@ def raw_set_nx_px_del(client, name):
     return cycle
 
 
-def bare_lua(client, name):
-    """locks.Lock's two scripts called straight from the client: the floor for a Lua lock."""
+def has_delex(client) -> bool:
+    """Whether the server deletes a key on a value match natively (Redis ≥ 8.4)."""
+    try:
+        client.execute_command("DELEX", "bench:probe", "IFEQ", "nothing")
+        return True
+    except redis.ResponseError:
+        return False
+
+
+def bare_commands(client, name):
+    """locks.Lock's commands sent straight from the client: the floor for a fenced lock."""
     acquire = client.register_script(Lock.LUA_ACQUIRE_SCRIPT)
     release = client.register_script(Lock.LUA_RELEASE_SCRIPT)
     acquire(keys=[name, name + ":fence"], args=["warm-up", 0])  # load both scripts now
     release(keys=[name], args=["warm-up"])
+    delex = has_delex(client)
 
     def cycle():
         token = os.urandom(16).hex()
         if not client.evalsha(acquire.sha, 2, name, name + ":fence", token, TTL * 1000):
-            raise RuntimeError("bare Lua: not acquired")
-        client.evalsha(release.sha, 1, name, token)
+            raise RuntimeError("bare commands: not acquired")
+        if delex:
+            client.execute_command("DELEX", name, "IFEQ", token)
+        else:
+            client.evalsha(release.sha, 1, name, token)
     return cycle
 
 
@@ -91,7 +112,8 @@ RAW = "raw SET NX PX + DEL"
 LOCK = "locks.Lock"
 CANDIDATES = {
     RAW: raw_set_nx_px_del,
-    "bare EVALSHA ×2 (no class)": bare_lua,
+    "raw again (control)": raw_set_nx_px_del,
+    "bare commands (no class)": bare_commands,
     LOCK: lambda client, name: lock_cycle(Lock(client, name, timeout=TTL)),
     "redis-py Lock": lambda client, name: lock_cycle(redis.lock.Lock(client, name, timeout=TTL)),
     "python-redis-lock": python_redis_lock,
@@ -125,27 +147,30 @@ def command_time_us(client, cycle, commands: list[str], cycles: int = 400, passe
 
 
 def run(cycles: int, rounds: int, binary: str | None = None
-        ) -> tuple[str, dict[str, float], dict[str, float], dict[str, float]]:
-    """(Redis version, cycles/s, ratios to raw, server µs per cycle of raw and locks.Lock)."""
+        ) -> tuple[str, bool, dict[str, float], dict[str, float], dict[str, float]]:
+    """(Redis version, whether it has DELEX, cycles/s, ratios to raw, server µs per cycle of raw
+    and locks.Lock)."""
     with RedisServer(binary=binary) as server:
         client = redis.Redis.from_url(server.url)
         version = client.info("server")["redis_version"]
+        delex = has_delex(client)
         runners = {label: make(client, f"bench:{index}")
                    for index, (label, make) in enumerate(CANDIDATES.items())}
         for cycle in runners.values():
             measure(cycle, 200)  # warm up: connections, script loading
         scores = {label: [] for label in runners}
         for _ in range(rounds):
-            for label, cycle in runners.items():
-                scores[label].append(measure(cycle, cycles))
+            for label in random.sample(list(runners), len(runners)):  # a new order each round
+                gc.collect()  # each lock pays for its own garbage, not for the one before it
+                scores[label].append(measure(runners[label], cycles))
         server_us = {RAW: command_time_us(client, runners[RAW], ["set", "del"]),
-                     LOCK: command_time_us(client, runners[LOCK], ["evalsha"])}
+                     LOCK: command_time_us(client, runners[LOCK], ["evalsha", "delex"])}
         client.close()
     raw = scores[RAW]
     rates = {label: statistics.median(values) for label, values in scores.items()}
     ratios = {label: statistics.median(v / r for v, r in zip(values, raw))
               for label, values in scores.items()}
-    return version, rates, ratios, server_us
+    return version, delex, rates, ratios, server_us
 
 
 def main(argv=None) -> int:
@@ -163,14 +188,15 @@ def main(argv=None) -> int:
     if args.server and not (os.path.isfile(args.server) and os.access(args.server, os.X_OK)):
         print(f"error: --server {args.server}: not an executable redis-server", file=sys.stderr)
         return 2
-    version, rates, ratios, server_us = run(args.cycles, args.rounds, args.server)
+    version, delex, rates, ratios, server_us = run(args.cycles, args.rounds, args.server)
+    release = "DELEX IFEQ" if delex else "a Lua script (no DELEX before Redis 8.4)"
     print(f"Redis {version}: {args.rounds} rounds × {args.cycles} acquire+release cycles, "
-          "one client, uncontended")
+          f"one client, uncontended; locks.Lock releases with {release}")
     print(f"{'lock':<28} {'cycles/s':>10} {'× raw':>7}")
     for label in rates:
         print(f"{label:<28} {rates[label]:>10,.0f} {ratios[label]:>7.2f}")
     print(f"Redis's command time per cycle (INFO commandstats): SET + DEL {server_us[RAW]:.1f} µs, "
-          f"locks.Lock's two scripts {server_us[LOCK]:.1f} µs")
+          f"locks.Lock {server_us[LOCK]:.1f} µs")
     return 0
 
 
