@@ -14,7 +14,7 @@ def run_bench(*args):
 def test_bench_prints_every_lock_as_a_ratio_to_raw():
     done = run_bench("--cycles", "20", "--rounds", "2")
     assert done.returncode == 0, done.stderr
-    for label in ("raw SET NX PX + DEL", "locks.Lock", "redis-py Lock", "python-redis-lock",
+    for label in ("raw SET NX PX + DEL", "raw again (control)", "bare commands", "locks.Lock", "redis-py Lock", "python-redis-lock",
                   "pottery Redlock (1 master)"):
         assert label in done.stdout
     assert "1.00" in done.stdout
