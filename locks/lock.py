@@ -24,9 +24,11 @@ What it adds to `redis.lock.Lock`, which does the rest (thread-local tokens, `ex
   holders get strictly increasing integers (one round trip, as plain redis-py). The token is at
   `<name>` exactly as in redis-py; in Redis Cluster give the name a hash tag, e.g. `{report}`.
 - **A release without Lua where the server can.** Redis 8.4 and later delete a key only if it
-  holds a given value, natively: `DELEX name IFEQ token`, one plain command. Older servers (and
-  Valkey) answer "unknown command" to the first release through a connection pool; from then
-  on that pool's locks release with redis-py's compare-and-delete script, as redis-py does.
+  holds a given value, natively: `DELEX name IFEQ token`, one plain command. Where DELEX is
+  refused, nothing was deleted, and the release runs redis-py's compare-and-delete script instead,
+  as redis-py does. Where it is unavailable (older servers and Valkey answer "unknown command";
+  an ACL may deny it), the lock, and locks made later on the same connection pool, go straight
+  to the script from then on.
 - **Auto-renewal** (`auto_renewal=True`, needs a `timeout`): a daemon thread resets the TTL every
   `renewal_interval` seconds (a third of the timeout by default). If an extension is refused, or
   none has succeeded for a whole timeout, `lock.lost` (a `threading.Event`) is set.
@@ -51,7 +53,7 @@ from typing import Optional
 
 import redis
 import redis.lock
-from redis.exceptions import LockError, LockNotOwnedError, NoScriptError, ResponseError
+from redis.exceptions import LockError, LockNotOwnedError, NoPermissionError, NoScriptError
 from redis.typing import Number
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,14 @@ _pools_without_delex = weakref.WeakSet()
 
 def _pool_of(client):
     return getattr(client, "connection_pool", client)  # RedisCluster has none: the client itself
+
+
+def _says_delex_is_unavailable(error: redis.RedisError) -> bool:
+    """Unknown before Redis 8.4 and to Valkey, denied by an ACL, or unknown to redis-py's cluster
+    client (which checks commands before sending them)."""
+    message = str(error).lower()
+    return (isinstance(error, NoPermissionError) or "unknown command" in message
+            or "command doesn't exist" in message)
 
 _fenced_write_script = None  # a redis-py Script, made on first use; it runs on any client
 
@@ -238,11 +248,13 @@ class Lock(redis.lock.Lock):
             try:
                 # execute_command, not redis-py's delex(): that one warns "experimental" per call
                 return self.redis.execute_command("DELEX", self.name, "IFEQ", token)
-            except ResponseError as error:
-                if "unknown command" not in str(error).lower():
-                    raise  # e.g. WRONGTYPE: the name holds something that is not a lock
-                self._release_with_delex = False
-                _pools_without_delex.add(_pool_of(self.redis))
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise  # DELEX may have run: the caller must not be told anything else
+            except redis.RedisError as error:
+                # refused, so nothing was deleted: the script below answers (or raises) instead
+                if _says_delex_is_unavailable(error):  # and will be, for this pool's locks
+                    self._release_with_delex = False
+                    _pools_without_delex.add(_pool_of(self.redis))
         return self._run(self.lua_release, 1, self.name, token)
 
     def _run(self, script, numkeys: int, *keys_and_args):

@@ -134,7 +134,9 @@ def test_the_lock_reloads_its_scripts_after_a_script_flush(each_server_url, name
     client.sent.clear()
     with Lock(client, name, timeout=5) as lock:
         assert lock.fence == 2
-    assert client.sent[:3] == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]  # NOSCRIPT: load, run again
+    reload = ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]  # NOSCRIPT: load, run again
+    release = ["DELEX"] if has_delex(each_server_url) else reload
+    assert client.sent == reload + release
 
 
 def test_without_delex_the_release_falls_back_to_the_script_once_per_connection_pool(
@@ -155,6 +157,42 @@ def test_without_delex_the_release_falls_back_to_the_script_once_per_connection_
     with Lock(another_pool, name, timeout=5):
         another_pool.sent.clear()
     assert another_pool.sent == ["DELEX", "EVALSHA"]
+
+
+def test_a_name_that_holds_no_string_is_an_error_and_delex_is_still_used(each_server_url, name):
+    client = CountingRedis.from_url(each_server_url)
+    lock = Lock(client, name, timeout=5)
+    lock.acquire()
+    client.delete(name)
+    client.lpush(name, "not a lock")  # someone else's list under the lock's name
+    with pytest.raises(redis.ResponseError):
+        lock.release()  # DELEX refuses, and so does the script
+    assert client.lrange(name, 0, -1) == [b"not a lock"]
+    if has_delex(each_server_url):  # a refusal about the key says nothing about DELEX
+        client.delete(name)
+        with Lock(client, name, timeout=5):
+            client.sent.clear()
+        assert client.sent == ["DELEX"]
+
+
+def test_where_an_acl_denies_delex_the_script_releases(redis8_url, name):
+    admin = redis.Redis.from_url(redis8_url)
+    user = f"no-delex-{name.rsplit(':', 1)[-1]}"
+    admin.acl_setuser(user, enabled=True, nopass=True, keys=["*"], commands=["+@all", "-delex"])
+    admin.script_load(Lock.LUA_RELEASE_SCRIPT)  # so that no NOSCRIPT adds a SCRIPT LOAD
+    try:
+        client = CountingRedis.from_url(redis8_url, username=user, password="")
+        for expected in (["DELEX", "EVALSHA"],   # NOPERM, then the script
+                         ["EVALSHA"]):           # not asked again
+            lock = Lock(client, name, timeout=5)
+            lock.acquire()
+            client.sent.clear()
+            lock.release()
+            assert client.sent == expected
+            assert not lock.locked()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
 
 
 def test_a_blocking_acquire_waits_for_the_holder_and_gives_up_after_blocking_timeout(
@@ -213,13 +251,13 @@ def test_a_fenced_write_without_holding_the_lock_is_an_error(redis_client, name)
 
 def test_only_the_owner_can_release_or_extend(each_server_client, name):
     redis_client = each_server_client
-    owner, other = Lock(redis_client, name, timeout=0.2), Lock(redis_client, name, timeout=5)
+    owner, other = Lock(redis_client, name, timeout=1), Lock(redis_client, name, timeout=5)
     owner.acquire()
     for attempt in (other.release, lambda: other.extend(5), other.reacquire):
         with pytest.raises(LockError):
             attempt()
     assert owner.owned()
-    time.sleep(0.3)  # the owner's lease runs out; `other` takes the lock
+    time.sleep(1.2)  # the owner's lease runs out; `other` takes the lock
     assert other.acquire(blocking=False)
     for attempt in (lambda: owner.extend(5), owner.reacquire, owner.release):
         with pytest.raises(LockNotOwnedError):
