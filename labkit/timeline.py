@@ -15,8 +15,10 @@ Usage::
 
     # inside a task body, to record another outcome than the one Celery reports
     timeline.set_outcome("skipped")
-    # ... and the part that must never overlap (locks/patterns.py: while it held the lock)
+    # ... and the part that must never overlap (e.g. while it held a lock)
     timeline.set_work(acquired_at, released_at)
+    # (the locks/patterns.py decorators need neither: their signals, run_skipped and
+    # lock_released, are recorded the same way)
 
 What is recorded, and where (Celery signals, in the process where each thing happens):
 
@@ -50,6 +52,8 @@ from pathlib import Path
 
 import redis
 from celery import current_task, signals
+
+from locks import patterns
 
 CURRENT_RUN_KEY = "timeline:current"
 RUN_KEY_PREFIX = "timeline:run:"
@@ -172,6 +176,8 @@ def connect(app, url: str | None = None) -> None:
     signals.task_prerun.connect(_on_prerun, weak=False)
     signals.task_postrun.connect(_on_postrun, weak=False)
     signals.task_revoked.connect(_on_revoked, weak=False)
+    patterns.run_skipped.connect(_on_run_skipped, weak=False)
+    patterns.lock_released.connect(_on_lock_released, weak=False)
 
 
 def _require_recorder() -> _Recorder:
@@ -234,6 +240,16 @@ def set_work(started: float, ended: float) -> None:
 
 
 # --- Signal handlers -----------------------------------------------------------------------
+
+def _on_run_skipped(sender=None, **_kwargs):  # locks.patterns: the lock was held
+    if _recorder is not None and sender.request.id is not None:
+        _recorder.outcomes[sender.request.id] = "skipped"
+
+
+def _on_lock_released(sender=None, held_from=None, held_until=None, **_kwargs):
+    if _recorder is not None and sender.request.id is not None:
+        _recorder.work[sender.request.id] = [held_from, held_until]  # what must not overlap
+
 
 def _on_publish(sender=None, headers=None, **_kwargs):
     if headers is None or _recorder is None:

@@ -23,6 +23,17 @@ time. The locks are named "lock:<task name>", "lock:<name>" and "lock:<task name
 so it need not outlive the run, and a worker killed mid-run frees it after at most `ttl` seconds.
 LOCK_CLASS is the one switch: redis-py's `redis.lock.Lock` works too, with a ttl longer than any
 run (it does not renew itself).
+
+Two Celery signals tell whoever listens (the lessons' run timeline does) what a lock did, with
+the task as the sender::
+
+    from locks.patterns import lock_released, run_skipped
+
+    @run_skipped.connect
+    def count_skips(sender, lock_name, **kwargs): ...        # the lock was held: run skipped
+
+    @lock_released.connect
+    def note(sender, lock_name, held_from, held_until, **kwargs): ...   # time.time() values
 """
 from __future__ import annotations
 
@@ -33,6 +44,7 @@ import logging
 import random
 import time
 
+from celery.utils.dispatch import Signal
 from redis.exceptions import LockNotOwnedError
 
 from locks.lock import Lock
@@ -41,19 +53,24 @@ LOCK_CLASS = functools.partial(Lock, auto_renewal=True)
 
 logger = logging.getLogger(__name__)
 
+# Sent by single_instance when it skips a run because the lock is held: lock_name.
+run_skipped = Signal(name="run_skipped")
+# Sent when a run has let go of its lock: lock_name, and held_from, held_until (time.time()).
+lock_released = Signal(name="lock_released")
+
 
 def _lock(db, name: str, ttl: float, **options):
     return db().lock(name, timeout=ttl, lock_class=LOCK_CLASS, **options)
 
 
 @contextlib.contextmanager
-def _holding(lock):
-    """Release `lock` when the run ends, and say so when it was lost on the way."""
+def _holding(lock, task):
+    """Release `lock` when the run ends, say so when it was lost on the way, and tell listeners."""
     acquired_at = time.time()
     try:
         yield lock
     finally:
-        _record_work(acquired_at, time.time())  # before the release: the window the lock guarded
+        done_at = time.time()  # before the release: the window the lock guarded
         lost = getattr(lock, "lost", None)
         if lost is not None and lost.is_set():
             logger.warning("lock %s was lost during the run: another run may have started",
@@ -62,24 +79,8 @@ def _holding(lock):
             lock.release()
         except LockNotOwnedError:  # expired, maybe someone else's now: the work is done anyway
             logger.warning("lock %s had expired when the run ended", lock.name)
-
-
-def _record_work(started: float, ended: float) -> None:
-    """Tell the run timeline which part of the run held the lock (what must never overlap)."""
-    try:
-        from labkit import timeline
-        timeline.set_work(started, ended)
-    except (ImportError, RuntimeError):
-        pass
-
-
-def _record(outcome: str) -> None:
-    """Tell the run timeline (labkit.timeline, when it is there) how this run ended."""
-    try:
-        from labkit import timeline
-        timeline.set_outcome(outcome)
-    except (ImportError, RuntimeError):   # no timeline, or not connected: nothing to tell
-        pass
+        lock_released.send(sender=task, lock_name=lock.name, held_from=acquired_at,
+                           held_until=done_at)
 
 
 def single_instance(db, ttl: float = 10, name: str | None = None):
@@ -90,9 +91,9 @@ def single_instance(db, ttl: float = 10, name: str | None = None):
             lock = _lock(db, name or f"lock:{self.name}", ttl, blocking=False)
             if not lock.acquire():
                 logger.info("%s: the previous run still holds %s, skipping", self.name, lock.name)
-                _record("skipped")
+                run_skipped.send(sender=self, lock_name=lock.name)
                 return None
-            with _holding(lock):
+            with _holding(lock, self):
                 return run(self, *args, **kwargs)
         return wrapper
     return decorate
@@ -106,7 +107,7 @@ def exclusive(db, name: str, wait: float, ttl: float = 10):
             lock = _lock(db, f"lock:{name}", ttl, blocking=True, blocking_timeout=wait)
             if not lock.acquire():
                 raise TimeoutError(f"{self.name}: lock {lock.name} still held after {wait} s")
-            with _holding(lock):
+            with _holding(lock, self):
                 return run(self, *args, **kwargs)
         return wrapper
     return decorate
@@ -146,7 +147,7 @@ def one_per_target(db, argument: str, max_retries: int, base: float = 1.0, cap: 
                     logger.warning("%s: %s still busy after %d retries, giving up", self.name,
                                    target, retries)
                 raise self.retry(countdown=delay, max_retries=max_retries)
-            with _holding(lock):
+            with _holding(lock, self):
                 return run(self, *args, **kwargs)
         return wrapper
     return decorate

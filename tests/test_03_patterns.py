@@ -185,3 +185,49 @@ def test_a_single_instance_holder_killed_mid_run_blocks_the_job_for_at_most_its_
     assert next_run.start < killed_at + ttl + report["every"] + 2.0, next_run
     assert any(run.outcome == "skipped" and run.start < next_run.start for run in after)
     assert report["overlaps"] == 0
+
+
+# --- the decorators on their own --------------------------------------------------------------
+
+STANDALONE_DB = 20
+
+STANDALONE = '''
+import json, os, sys, time
+import redis
+from celery import Celery
+from locks import Lock, patterns
+
+app = Celery("standalone")   # no broker is used: the task is called in this process
+client = redis.Redis.from_url(os.environ["REDIS_URL"])
+heard = []
+patterns.run_skipped.connect(lambda sender, signal, **kw: heard.append(["skipped", kw]), weak=False)
+patterns.lock_released.connect(lambda sender, signal, **kw: heard.append(["released", kw]), weak=False)
+
+@app.task(bind=True, name="standalone.job")
+@patterns.single_instance(lambda: client, ttl=5)
+def job(self):
+    time.sleep(0.1)
+    return "ran"
+
+with Lock(client, "lock:standalone.job", timeout=5):
+    first = job()           # the lock is held: skipped
+second = job()              # free: runs
+print(json.dumps({"first": first, "second": second, "heard": heard,
+                  "labkit": sorted(m for m in sys.modules if m.startswith("labkit"))}))
+'''
+
+
+def test_the_decorators_tell_listeners_through_celery_signals_and_need_no_labkit():
+    url = url_for_db(STANDALONE_DB)
+    redis.Redis.from_url(url).flushdb()
+    done = subprocess.run([sys.executable, "-c", STANDALONE], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "REDIS_URL": url})
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["first"] is None and report["second"] == "ran"
+    (skipped, skip_info), (released, release_info) = report["heard"]
+    assert (skipped, released) == ("skipped", "released")
+    assert skip_info == {"lock_name": "lock:standalone.job"}
+    assert release_info["lock_name"] == "lock:standalone.job"
+    assert 0.1 <= release_info["held_until"] - release_info["held_from"] < 5
+    assert report["labkit"] == []   # copy locks/ into a project: the lessons' plumbing stays out
