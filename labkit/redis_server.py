@@ -244,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     except RedisNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"Redis ready at {server.url} (pid {server.process.pid}); Ctrl-C stops it.", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
+    try:  # from here on, Ctrl-C stops the server cleanly: even one during the "ready" line
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        print(f"Redis ready at {server.url} (pid {server.process.pid}); Ctrl-C stops it.",
+              flush=True)
         server.process.wait()
         print("error: redis-server exited", file=sys.stderr)
         return 1
