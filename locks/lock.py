@@ -86,8 +86,8 @@ def fence_key(key: str) -> str:
     return f"{key}:fence"
 
 
-# Connection pools whose server answered "unknown command" to DELEX (Redis before 8.4, Valkey):
-# their locks release with the Lua script, without asking again.
+# Connection pools where DELEX is unavailable (unknown before Redis 8.4 and to Valkey, or denied
+# by an ACL): their locks release with the Lua script, without asking again.
 _pools_without_delex = weakref.WeakSet()
 
 
