@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test redis workers lab figures figures-01 figures-02 figures-03 figures-04 bench-03 bench-04 clean
+.PHONY: demo test redis workers lab figures bench-03 bench-04 clean
 
 demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
 	$(BIN)/python -m labkit.demo
@@ -22,16 +22,11 @@ workers: $(VENV)/.installed     ## worker1, worker2, worker3 in one terminal (se
 lab: $(VENV)/.installed         ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-figures: figures-01 figures-02 figures-03 figures-04   ## regenerate every img/NN_*.png from real runs (private Redis, real workers)
+figures: $(VENV)/.installed     ## regenerate every img/NN_*.png from real runs (private Redis, real workers)
+	$(BIN)/python scripts/figures.py
 
-figures-01: $(VENV)/.installed  ## img/01_*.png: task states, and which worker ran which job
-	$(BIN)/python scripts/figures_01.py
-figures-02: $(VENV)/.installed  ## img/02_*.png: beat overlap, queue growth, remedies, two beats, redbeat
-	$(BIN)/python scripts/figures_02.py
-figures-03: $(VENV)/.installed  ## img/03_*.png: the lock-taking task patterns, before and after
-	$(BIN)/python scripts/figures_03.py
-figures-04: $(VENV)/.installed  ## img/04_*.png from real runs (private Redis, 3 workers)
-	$(BIN)/python scripts/figures_04.py
+figures-%: $(VENV)/.installed   ## one lesson's figures, e.g. `make figures-02`
+	$(BIN)/python scripts/figures.py $*
 
 bench-03: $(VENV)/.installed    ## lock acquire+release cycles/s, as ratios to raw SET NX PX + DEL
 	$(BIN)/python bench/locks.py
@@ -39,11 +34,13 @@ bench-03: $(VENV)/.installed    ## lock acquire+release cycles/s, as ratios to r
 bench-04: $(VENV)/.installed    ## progress reporting overhead and round trips per update
 	$(BIN)/python bench/progress_fft.py
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 	  { echo "error: Python 3.10 or newer is needed — run with PYTHON=/path/to/python3.x" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@# the repository itself, editable: importable from notebooks/ and scripts/ without sys.path edits
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 clean:                          ## remove the virtualenv and run-time files

@@ -28,13 +28,17 @@ After you edit this file, restart the workers: a running worker keeps the code i
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from functools import lru_cache
 
 import redis
 from celery import Celery
+
+from labkit import settings, timeline
+from locks.patterns import exclusive, lock_released, one_per_target, run_skipped, single_instance
+from tasklib.outbox import Outbox
+from tasklib.progress import FFT_SAMPLES, NoProgress, Progress, check_fft_rounds, check_spectrum
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
 
@@ -91,71 +95,18 @@ def divide(x, y):
 
 
 # --- The outbox: one shared record, several workers ------------------------------------------
-# Pending emails live in Redis. `send_mail_from_queue` takes the next pending one, "sends" it
-# (records who sent it) and marks it sent. It is ordinary read-then-write code on purpose:
-# two workers can read the same pending email before either marks it sent, and both send it.
+# Pending emails live in Redis (tasklib/outbox.py). `send_mail_from_queue` takes the next pending
+# one, "sends" it (records who sent it) and marks it sent: ordinary read-then-write code, so two
+# workers can read the same pending email before either marks it sent, and both send it.
 # Lesson 03 shows that race happening and fixes it with a lock.
 
-OUTBOX_MESSAGES = "outbox:messages"      # hash: message id -> JSON {"to", "subject"}
-OUTBOX_STATUS = "outbox:status"          # hash: message id -> "pending" | "sent"
-OUTBOX_DELIVERIES = "outbox:deliveries"  # list: one JSON {"message", "worker"} per email sent
-
-
-def fill_outbox(count: int) -> list[str]:
-    """Replace the outbox with `count` pending emails; return their ids."""
-    ids = [f"{number:04d}" for number in range(1, count + 1)]
-    pipe = db().pipeline()
-    pipe.delete(OUTBOX_MESSAGES, OUTBOX_STATUS, OUTBOX_DELIVERIES)
-    for message_id in ids:
-        email = {"to": f"user{message_id}@example.com", "subject": f"Your report #{message_id}"}
-        pipe.hset(OUTBOX_MESSAGES, message_id, json.dumps(email))
-        pipe.hset(OUTBOX_STATUS, message_id, "pending")
-    pipe.execute()
-    return ids
-
-
-def next_pending_message() -> str | None:
-    pending = [id_ for id_, status in db().hgetall(OUTBOX_STATUS).items() if status == "pending"]
-    return min(pending, default=None)
-
-
-def outbox_report() -> dict:
-    """Who sent what: {"sent_by": {worker: [ids]}, "sent_more_than_once": [ids], "pending": n, ...}."""
-    deliveries = [json.loads(entry) for entry in db().lrange(OUTBOX_DELIVERIES, 0, -1)]
-    sent_by: dict[str, list[str]] = {}
-    times_sent: dict[str, int] = {}
-    for delivery in deliveries:
-        sent_by.setdefault(delivery["worker"], []).append(delivery["message"])
-        times_sent[delivery["message"]] = times_sent.get(delivery["message"], 0) + 1
-    statuses = db().hgetall(OUTBOX_STATUS)
-    return {
-        "sent_by": sent_by,
-        "deliveries": len(deliveries),
-        "sent_more_than_once": sorted(id_ for id_, times in times_sent.items() if times > 1),
-        "pending": sum(1 for status in statuses.values() if status == "pending"),
-        "messages": len(statuses),
-    }
-
-
-def send_next_email(worker: str, pause: float = 0.0) -> str | None:
-    """Send the next pending email as `worker`; return its id, or None when the outbox is empty.
-
-    `pause` (seconds) widens the gap between reading and writing, to make the race visible.
-    """
-    message_id = next_pending_message()                      # read
-    if message_id is None:
-        return None
-    time.sleep(pause)
-    delivery = {"message": message_id, "worker": worker}
-    db().rpush(OUTBOX_DELIVERIES, json.dumps(delivery))      # "send" the email
-    db().hset(OUTBOX_STATUS, message_id, "sent")             # write
-    return message_id
+outbox = Outbox(db)
 
 
 @app.task(bind=True)
 def send_mail_from_queue(self, pause: float = 0.0):
     """Send the next pending email, with no lock: two workers can send the same one."""
-    return send_next_email(self.request.hostname, pause)
+    return outbox.send_next(self.request.hostname, pause)
 
 
 # --- A slow job ------------------------------------------------------------------------------
@@ -175,33 +126,16 @@ def data_extractor(self, seconds: float = 2.0):
 # interval therefore overlaps with itself on several workers (notebooks/02_beat_overlap.ipynb).
 #
 # Every task run (which worker, from when to when, how it ended) is recorded in Redis, so the
-# notebooks can draw it: see labkit/timeline.py. One call, here, so every process records.
-
-from labkit import timeline  # noqa: E402  (after the app: the recorder needs it)
+# notebooks can draw it: see labkit/timeline.py. Connected here, so every process records.
 
 timeline.connect(app, url=REDIS_URL)
 
 
-def _seconds(name: str, default: float | None) -> float | None:
-    """A duration from the environment, so notebooks and tests can compress time."""
-    value = os.environ.get(name, "")
-    if value.strip() == "":
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if seconds <= 0:
-        raise SystemExit(f"error: {name}={value!r} is not a positive number of seconds "
-                         f"— e.g. {name}=5, or unset it for the default")
-    return seconds
-
-
-MAIL_EVERY = _seconds("MAIL_EVERY", 5.0)              # send_mail_from_queue, every few seconds
-EXTRACT_EVERY = _seconds("EXTRACT_EVERY", 10.0)       # data_extractor is sent this often...
-EXTRACT_SECONDS = _seconds("EXTRACT_SECONDS", 25.0)   # ...and runs longer than that, on purpose
+MAIL_EVERY = settings.seconds("MAIL_EVERY", 5.0)              # send_mail_from_queue, every few seconds
+EXTRACT_EVERY = settings.seconds("EXTRACT_EVERY", 10.0)       # data_extractor is sent this often...
+EXTRACT_SECONDS = settings.seconds("EXTRACT_SECONDS", 25.0)   # ...and runs longer than that, on purpose
 # Remedies that need no lock (lesson 02 shows what each costs):
-EXTRACT_EXPIRES = _seconds("EXTRACT_EXPIRES", None)   # a run still queued after this is dropped
+EXTRACT_EXPIRES = settings.seconds("EXTRACT_EXPIRES", None)   # a run still queued after this is dropped
 EXTRACT_QUEUE = os.environ.get("EXTRACT_QUEUE") or None  # e.g. "extract", served by one solo worker
 
 # Way 1: the beat_schedule setting, plain data.
@@ -214,7 +148,7 @@ app.conf.beat_schedule_filename = "celerybeat-schedule"
 # celery-redbeat (one active beat, others wait for its lock) reads these when chosen with
 # `celery -A tasks beat -S redbeat.RedBeatScheduler`; its lock lasts 5 × --max-interval unless set.
 if os.environ.get("REDBEAT_LOCK_TIMEOUT"):
-    app.conf.redbeat_lock_timeout = int(_seconds("REDBEAT_LOCK_TIMEOUT", None))
+    app.conf.redbeat_lock_timeout = int(settings.seconds("REDBEAT_LOCK_TIMEOUT", None))
 
 
 # Way 2: add_periodic_task, in code. Connected to on_after_finalize, not on_after_configure as
@@ -245,13 +179,14 @@ def schedule_data_extractor(sender, **_kwargs):
 # are locks.Lock leases of `ttl` seconds, renewed while a run lasts: a worker killed mid-run
 # frees its lock after at most `ttl` seconds.
 
-from locks.patterns import exclusive, one_per_target, single_instance  # noqa: E402
-
+# The patterns announce a skipped run and a released lock as signals; the timeline draws them.
+run_skipped.connect(timeline.record_skipped, weak=False)
+lock_released.connect(timeline.record_locked_window, weak=False)
 
 # Single instance: lesson 02's slow periodic job, one run at a time. With EXTRACT_SINGLE_INSTANCE=1
 # beat's "extract-data" entry sends this task instead (see schedule_data_extractor): same
 # schedule, same options.
-EXTRACT_LOCK_TTL = _seconds("EXTRACT_LOCK_TTL", 10.0)
+EXTRACT_LOCK_TTL = settings.seconds("EXTRACT_LOCK_TTL", 10.0)
 
 
 @app.task(bind=True)
@@ -271,23 +206,15 @@ def send_mail_from_queue_locked(self, pause: float = 0.0):
     The lock covers the whole read → send → mark-sent step; a lock around the write alone would
     still let two workers read the same pending email.
     """
-    return send_next_email(self.request.hostname, pause)
+    return outbox.send_next(self.request.hostname, pause)
 
 
 # One task per target at a time: a run for a busy target (dave is already being worked on) retries
 # later, after an exponential backoff with jitter, at most TARGET_MAX_RETRIES times. The rate limit
 # is per worker; run the workers with --concurrency=3. Times are seconds, settable to compress them.
-def _count(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if value and not value.isdigit():
-        raise SystemExit(f"error: {name}={value!r} is not a whole number — e.g. {name}=5, "
-                         "or unset it for the default")
-    return int(value) if value else default
-
-
-TARGET_MAX_RETRIES = _count("TARGET_MAX_RETRIES", 5)
-TARGET_BACKOFF = _seconds("TARGET_BACKOFF", 1.0)       # the first retry comes within this...
-TARGET_BACKOFF_CAP = _seconds("TARGET_BACKOFF_CAP", 30.0)   # ...and no retry waits longer
+TARGET_MAX_RETRIES = settings.count("TARGET_MAX_RETRIES", 5)
+TARGET_BACKOFF = settings.seconds("TARGET_BACKOFF", 1.0)       # the first retry comes within this...
+TARGET_BACKOFF_CAP = settings.seconds("TARGET_BACKOFF_CAP", 30.0)   # ...and no retry waits longer
 
 
 @app.task(bind=True, rate_limit=os.environ.get("TARGET_RATE_LIMIT", "20/s"))
@@ -301,78 +228,15 @@ def run_on_target(self, target: str, seconds: float = 1.0):
 
 # --- Lesson 04: progress-reporting FFTs ------------------------------------------------------
 # A long task says how far it got with update_state(state="PROGRESS", meta={...}); a producer
-# reads it back as AsyncResult.state / .info. Each update costs round trips to the result backend
-# (bench/progress_fft.py counts them), so `Progress` reports by the clock — at most one update
-# per FFT_PROGRESS_INTERVAL seconds plus a final one — instead of every k iterations, whose cost
-# grows with the speed of the loop. Monitors such as Flower read events, not the result backend:
-# each update therefore also goes out as a custom `task-progress` event with the same meta.
+# reads it back as AsyncResult.state / .info. `Progress` (tasklib/progress.py) reports by the
+# clock, at most once per FFT_PROGRESS_INTERVAL seconds plus a final update, and sends each update
+# as a `task-progress` event too, for monitors such as Flower.
 #
-#     FFT_PROGRESS_INTERVAL   seconds between PROGRESS updates (default 0.2: at most 5 a second)
-
 # numpy and scipy are imported inside the tasks, not here: every producer (invoker.py, the
 # notebooks) imports this file, and scipy.signal alone takes about a second to import. A pool
 # process pays that once, on its first FFT task.
 
-PROGRESS_INTERVAL = float(os.environ.get("FFT_PROGRESS_INTERVAL", "0.2"))
-FFT_SAMPLES = 2000                # samples per round of fft_random, as in the seed notes
-MAX_FFT_ROUNDS = 10_000_000       # more is a typo, not a job: it would run for hours
-MAX_FRAMES = 1_000_000
-
-
-class Progress:
-    """Report `current` of `total` for a bound task, at most once per `interval` seconds.
-
-    `advance(current)` is cheap enough to call every iteration: it reads the clock and only
-    talks to Redis when the interval has passed, or when `current` reaches `total`. The first
-    call reports at once, so a progress bar learns the total; the final one always reports.
-    """
-
-    def __init__(self, task, total: int, interval: float | None = None, events: bool = True):
-        self.task = task
-        self.total = total
-        self.interval = PROGRESS_INTERVAL if interval is None else interval
-        self.events = events
-        self.updates = 0
-        self.seconds = 0.0          # time spent reporting, for the benchmark
-        self._last_report = float("-inf")
-
-    def meta(self, current: int) -> dict:
-        return {"current": current, "total": self.total,
-                "percent": round(100.0 * current / self.total, 2)}
-
-    def advance(self, current: int) -> None:
-        now = time.monotonic()
-        if current >= self.total or now - self._last_report >= self.interval:
-            self._last_report = now
-            self.report(current)
-
-    def report(self, current: int) -> None:
-        started = time.perf_counter()
-        meta = self.meta(current)
-        self.task.update_state(state="PROGRESS", meta=meta)   # for pollers: AsyncResult.info
-        if self.events:
-            self.task.send_event("task-progress", **meta)     # for event monitors (Flower)
-        self.updates += 1
-        self.seconds += time.perf_counter() - started
-
-
-class NoProgress:
-    """Stands in for Progress when reporting is off (the benchmark's baseline)."""
-
-    updates = 0
-    seconds = 0.0
-
-    def advance(self, current: int) -> None:
-        pass
-
-
-def check_fft_rounds(n) -> int:
-    """`n` if it is a sensible number of FFT rounds; a ValueError that says what is wrong if not."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValueError(f"n must be a whole number of FFT rounds, got {n!r}")
-    if not 1 <= n <= MAX_FFT_ROUNDS:
-        raise ValueError(f"n must be between 1 and {MAX_FFT_ROUNDS:,} FFT rounds, got {n:,}")
-    return n
+PROGRESS_INTERVAL = settings.seconds("FFT_PROGRESS_INTERVAL", 0.2)
 
 
 @app.task(bind=True)
@@ -389,7 +253,7 @@ def fft_random(self, n: int, report: bool = True, interval: float | None = None,
     from scipy import fft as scipy_fft
 
     rounds = check_fft_rounds(n)
-    progress = Progress(self, rounds, interval) if report else NoProgress()
+    progress = Progress(self, rounds, PROGRESS_INTERVAL if interval is None else interval) if report else NoProgress()
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     power = 0.0
@@ -400,35 +264,6 @@ def fft_random(self, n: int, report: bool = True, interval: float | None = None,
     return {"rounds": rounds, "samples": FFT_SAMPLES, "mean_power": float(power / rounds),
             "seconds": time.perf_counter() - started, "updates": progress.updates,
             "progress_seconds": progress.seconds}
-
-
-def check_spectrum(tones, frames, frame_size, sample_rate, noise) -> list[list[float]]:
-    """The tones as [[frequency, amplitude], ...]; a ValueError naming the first bad parameter."""
-    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
-        raise ValueError(f"frames must be a whole number from 1 to {MAX_FRAMES:,}, got {frames!r}")
-    if isinstance(frame_size, bool) or not isinstance(frame_size, int) \
-            or not 16 <= frame_size <= 2**20:
-        raise ValueError(f"frame_size must be a whole number of samples from 16 to {2**20}, "
-                         f"got {frame_size!r}")
-    if not isinstance(sample_rate, (int, float)) or not sample_rate > 0:
-        raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
-    if not isinstance(noise, (int, float)) or not noise >= 0:
-        raise ValueError(f"noise must be a non-negative standard deviation, got {noise!r}")
-    if not isinstance(tones, (list, tuple)) or not tones:
-        raise ValueError("tones must be a non-empty list of frequencies or [frequency, amplitude]")
-    nyquist = sample_rate / 2
-    checked = []
-    for tone in tones:
-        frequency, amplitude = (tone, 1.0) if isinstance(tone, (int, float)) else (list(tone) + [None])[:2]
-        if not isinstance(frequency, (int, float)) or not 0 < frequency < nyquist:
-            shown = f"{frequency:g}" if isinstance(frequency, (int, float)) else repr(frequency)
-            raise ValueError(f"tone {shown} Hz is outside 0 < f < {nyquist:g} Hz, the "
-                             f"Nyquist frequency (sample rate / 2): pick tones inside it")
-        if not isinstance(amplitude, (int, float)) or not amplitude > 0:
-            raise ValueError(f"the amplitude of the {frequency:g} Hz tone must be a positive "
-                             f"number, got {amplitude!r}")
-        checked.append([float(frequency), float(amplitude)])
-    return checked
 
 
 @app.task(bind=True)
@@ -451,7 +286,7 @@ def spectrum(self, tones, frames: int = 200, frame_size: int = 4096, sample_rate
     from scipy import signal as scipy_signal
 
     tones = check_spectrum(tones, frames, frame_size, sample_rate, noise)
-    progress = Progress(self, frames, interval)
+    progress = Progress(self, frames, PROGRESS_INTERVAL if interval is None else interval)
     rng = np.random.default_rng(seed)
     window = scipy_signal.get_window("hann", frame_size)
     scale = 2.0 / window.sum()   # a tone of amplitude A on a bin comes out as A

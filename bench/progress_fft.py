@@ -42,7 +42,7 @@ def commandstats(client) -> dict[str, int]:
 
 
 def count_round_trips(tasks, client) -> None:
-    from labkit.progress import update_cost
+    from scenes.lesson_04 import update_cost
 
     task_id = str(uuid.uuid4())
     before = commandstats(client)

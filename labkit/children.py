@@ -21,7 +21,7 @@ import os
 import signal
 import time
 
-from labkit.redis_server import _die_with_parent
+from labkit.redis_server import die_with_parent
 
 JOIN_TIMEOUT = 60.0
 
@@ -31,7 +31,7 @@ class ChildFailed(RuntimeError):
 
 
 def _run(target, args) -> None:
-    _die_with_parent()
+    die_with_parent()
     target(*args)
 
 

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from labkit.redis_server import _die_with_parent
+from labkit.redis_server import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Logs and beat schedule files; LABKIT_RUN_DIR moves them (each test process has its own).
@@ -82,7 +82,7 @@ class CeleryProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: we can stop it and its pool children at once
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         _running.add(self)
         return self

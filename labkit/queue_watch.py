@@ -5,7 +5,7 @@ Usage::
     with QueueWatcher(url, queues=["celery"], every=0.25) as watch:
         ...                                   # beat sends, workers run
     watch.samples                             # [(seconds since start, {"celery": 3}), ...]
-    plot_queue_length(watch, path="img/02_queue_length.png")
+    plots.plot_queue_length(watch, path="img/02_queue_length.png")   # labkit.plots
 
 With the Redis transport a queue is a Redis list named after it, so its length is LLEN: the
 messages nobody has taken yet. Messages a worker has already reserved (its prefetch) or is
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import redis
 
@@ -66,29 +65,3 @@ class QueueWatcher:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-def plot_queue_length(watch: QueueWatcher, path: str | Path | None = None,
-                      title: str | None = None, ax=None):
-    """A step line per queue: messages waiting over time. Returns the matplotlib Figure."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(11, 3))
-    else:
-        fig = ax.figure
-    times = [t for t, _ in watch.samples]
-    for queue in watch.queues:
-        ax.step(times, [lengths[queue] for _, lengths in watch.samples], where="post",
-                label=f"queue {queue!r}")
-    ax.set_xlabel("seconds since the watch started")
-    ax.set_ylabel("messages waiting")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-    ax.set_title(title or "Queue length over time")
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig

@@ -5,8 +5,8 @@ Usage::
     $ python -m labkit.redis_server              # foreground on 6379, Ctrl-C stops it (`make redis`)
     $ python -m labkit.redis_server --port 6390
 
-    >>> redis = ensure_redis()        # REDIS_URL if set, else localhost:6379 if it answers,
-    >>> redis.url                     # else a private server on a free loopback port
+    >>> redis = ensure_redis()        # REDIS_URL if set, else a private server on a free
+    >>> redis.url                     # loopback port (exported as REDIS_URL)
     'redis://127.0.0.1:40123/0'
     >>> redis.stop()                  # stops only what it started
 
@@ -84,7 +84,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to SIGTERM the child when its parent dies, so a killed parent leaves no orphan."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -145,7 +145,7 @@ class RedisServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,      # Ctrl-C in a terminal is ours to handle, not its
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             log.close()  # the child holds its own copy
             self._url = f"redis://127.0.0.1:{port}/0"
@@ -214,10 +214,17 @@ class RedisServer:
         return f"<RedisServer {self._url} ({how})>"
 
 
-def ensure_redis(set_environment: bool = True, default_url: str = DEFAULT_REDIS_URL) -> RedisServer:
-    """A Redis to use: REDIS_URL if set (it must answer), else `default_url`, else a private one.
+def ensure_redis(set_environment: bool = True, default_url: str | None = None) -> RedisServer:
+    """A Redis for the lessons: REDIS_URL if set (it must answer), else a private server.
 
-    With `set_environment`, REDIS_URL is exported so that workers and beat started later use it.
+    The one set-up line of every notebook, before `import tasks` reads REDIS_URL::
+
+        from labkit import ensure_redis; redis_server = ensure_redis()
+
+    A private server (a free loopback port, nothing kept on disk, stopped by `stop()` or at exit)
+    is the default so that a lesson never touches the data of a Redis you run; set REDIS_URL to
+    use yours. `default_url`: a server to use if it answers, before starting one. With
+    `set_environment`, REDIS_URL is exported so that workers and beat started later use it.
     """
     url = os.environ.get("REDIS_URL")
     if url:
@@ -227,7 +234,7 @@ def ensure_redis(set_environment: bool = True, default_url: str = DEFAULT_REDIS_
                 "or unset REDIS_URL to let a private one be started"
             )
         return RedisServer.existing(url)
-    if redis_answers(default_url, timeout=0.5):
+    if default_url and redis_answers(default_url, timeout=0.5):
         server = RedisServer.existing(default_url)
     else:
         server = RedisServer().start()

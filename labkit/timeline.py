@@ -11,14 +11,14 @@ Usage::
     ...                                            # beat and workers do their thing
     runs = timeline.runs(run_id)                   # [Run(task="tasks.data_extractor", ...), ...]
     timeline.count_overlaps(runs, task="tasks.data_extractor")
-    timeline.plot_timeline(runs, path="img/02_overlap.png")
+    plots.plot_timeline(runs, path="img/02_overlap.png")    # labkit.plots draws them
 
     # inside a task body, to record another outcome than the one Celery reports
     timeline.set_outcome("skipped")
     # ... and the part that must never overlap (e.g. while it held a lock)
     timeline.set_work(acquired_at, released_at)
-    # (the locks/patterns.py decorators need neither: their signals, run_skipped and
-    # lock_released, are recorded the same way)
+    # or connect a signal that says so to record_skipped / record_locked_window, as tasks.py
+    # does for the locks/patterns.py decorators (run_skipped, lock_released)
 
 What is recorded, and where (Celery signals, in the process where each thing happens):
 
@@ -48,12 +48,9 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import redis
 from celery import current_task, signals
-
-from locks import patterns
 
 CURRENT_RUN_KEY = "timeline:current"
 RUN_KEY_PREFIX = "timeline:run:"
@@ -176,8 +173,6 @@ def connect(app, url: str | None = None) -> None:
     signals.task_prerun.connect(_on_prerun, weak=False)
     signals.task_postrun.connect(_on_postrun, weak=False)
     signals.task_revoked.connect(_on_revoked, weak=False)
-    patterns.run_skipped.connect(_on_run_skipped, weak=False)
-    patterns.lock_released.connect(_on_lock_released, weak=False)
 
 
 def _require_recorder() -> _Recorder:
@@ -241,14 +236,17 @@ def set_work(started: float, ended: float) -> None:
 
 # --- Signal handlers -----------------------------------------------------------------------
 
-def _on_run_skipped(sender=None, **_kwargs):  # locks.patterns: the lock was held
+def record_skipped(sender=None, **_kwargs) -> None:
+    """A signal handler: the run of task `sender` was skipped (e.g. locks.patterns.run_skipped)."""
     if _recorder is not None and sender.request.id is not None:
         _recorder.outcomes[sender.request.id] = "skipped"
 
 
-def _on_lock_released(sender=None, held_from=None, held_until=None, **_kwargs):
+def record_locked_window(sender=None, held_from=None, held_until=None, **_kwargs) -> None:
+    """A signal handler: the run of `sender` held a lock from `held_from` to `held_until`, the
+    part that must not overlap (e.g. locks.patterns.lock_released)."""
     if _recorder is not None and sender.request.id is not None:
-        _recorder.work[sender.request.id] = [held_from, held_until]  # what must not overlap
+        _recorder.work[sender.request.id] = [held_from, held_until]
 
 
 def _on_publish(sender=None, headers=None, **_kwargs):
@@ -382,127 +380,3 @@ def overlapping(runs: list[Run], task: str | None = None) -> list[Run]:
 def count_overlaps(runs: list[Run], task: str | None = None) -> int:
     """How many runs started while another run of the same task was still running."""
     return len(overlapping(runs, task))
-
-
-# --- Drawing -------------------------------------------------------------------------------
-
-def _short(task: str) -> str:
-    return task.rsplit(".", 1)[-1]
-
-
-def _pack(lane_runs: list[Run], end_of) -> list[list[Run]]:
-    """Rows within one worker's lane: runs that overlap in time (concurrency > 1) get own rows."""
-    rows: list[list[Run]] = []
-    for run in sorted(lane_runs, key=lambda r: r.start):
-        for row in rows:
-            if end_of(row[-1]) <= run.start:
-                row.append(run)
-                break
-        else:
-            rows.append([run])
-    return rows
-
-
-def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | None = None,
-                  task: str | None = None, color_by: str = "task", ax=None,
-                  mark_overlaps: bool = True):
-    """A Gantt chart of `runs`: one lane per worker, time in seconds since the first start.
-
-    Overlapping runs of the same task (see `overlapping`) get a red hatched border; "skipped"
-    runs are grey and hatched, "retried" ones have a dashed border, "failed" ones are dark red,
-    messages dropped as "expired"/"revoked" are an x above the lane of the worker that dropped
-    them; grey triangles on top mark when each run was sent. `task` limits the overlap count to one
-    task; `color_by` is "task" or "origin" (who sent each run: tells two beats apart);
-    `mark_overlaps=False` for jobs meant to run side by side (no red borders, no count).
-    Returns the matplotlib Figure; with `path`, also writes it there (PNG by the file name).
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-    from matplotlib.lines import Line2D
-
-    if ax is None:
-        lanes_guess = len({run.worker for run in runs}) or 1
-        fig, ax = plt.subplots(figsize=(11, 1.2 + 0.8 * lanes_guess))
-    else:
-        fig = ax.figure
-    now = time.time()
-    end_of = lambda run: run.end if run.end is not None else now  # noqa: E731
-    overlaps = {run.key for run in overlapping(runs, task)} if mark_overlaps else set()
-    keys = sorted({getattr(run, color_by) or "?" for run in runs})
-    palette = plt.get_cmap("tab10")
-    color = {key: palette(i % 10) for i, key in enumerate(keys)}
-
-    workers = sorted({run.worker for run in runs})
-    span = max([end_of(run) for run in runs], default=1) - min([r.start for r in runs], default=0)
-    min_width = max(span, 1) / 250           # a 5 ms run is still drawn as a visible sliver
-    for lane, worker in enumerate(workers):
-        rows = _pack([r for r in runs if r.worker == worker
-                      and r.outcome not in ("expired", "revoked")], end_of)
-        height = 0.8 / max(len(rows), 1)
-        for row_number, row in enumerate(rows):
-            bottom = lane - 0.4 + row_number * height
-            for run in row:
-                _draw_run(ax, run, bottom, height, color[getattr(run, color_by) or "?"],
-                          run.key in overlaps, end_of(run), min_width)
-        dropped = [r.rel_start for r in runs
-                   if r.worker == worker and r.outcome in ("expired", "revoked")]
-        ax.plot(dropped, [lane - 0.48] * len(dropped), marker="x", color="black",
-                linestyle="", markersize=7, markeredgewidth=2)
-    sent = [r.sent - r.t0 for r in runs if r.sent and task in (None, r.task) and r.attempt == 0]
-    ax.plot(sent, [-0.58] * len(sent), marker="v", color="dimgrey", linestyle="", markersize=5)
-
-    ax.set_yticks(range(len(workers)), labels=[w.split("@")[0] for w in workers])
-    ax.set_ylim(-0.7, len(workers) - 0.4)
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds since the first run started")
-    ax.grid(axis="x", alpha=0.3)
-    if mark_overlaps:
-        what = f"overlapping runs of {_short(task)}" if task else "overlapping runs"
-        ax.set_title(f"{title + ' — ' if title else ''}{len(overlaps)} {what}")
-    else:
-        ax.set_title(title or "")
-
-    handles = [Patch(facecolor=color[key], label=_short(key) if color_by == "task" else key)
-               for key in keys]
-    if overlaps:
-        handles.append(Patch(facecolor="white", edgecolor="red", hatch="///", linewidth=2,
-                             label="overlaps a run of the same task"))
-    if sent:
-        handles.append(Line2D([], [], marker="v", color="dimgrey", linestyle="",
-                              label=f"sent{' (' + _short(task) + ')' if task else ''}"))
-    outcomes_seen = {run.outcome for run in runs}
-    if "skipped" in outcomes_seen:
-        handles.append(Patch(facecolor="lightgrey", hatch="..", label="skipped"))
-    if "retried" in outcomes_seen:
-        handles.append(Patch(facecolor="white", edgecolor="darkorange", linestyle="--",
-                             linewidth=2, label="retried"))
-    if "failed" in outcomes_seen:
-        handles.append(Patch(facecolor="darkred", label="failed"))
-    if outcomes_seen & {"expired", "revoked"}:
-        handles.append(Line2D([], [], marker="x", color="black", linestyle="",
-                              label="dropped (expired)"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small",
-              frameon=False)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
-
-
-def _draw_run(ax, run: Run, bottom: float, height: float, color, overlaps: bool, end: float,
-              min_width: float):
-    width = max(end - run.start, min_width)
-    thin = width <= min_width * 2            # a black border would hide a sliver's colour
-    style = {"facecolor": color, "edgecolor": color if thin else "black", "linewidth": 0.6}
-    if run.outcome == "skipped":
-        style.update(facecolor="lightgrey", hatch="..")
-    elif run.outcome == "failed":
-        style.update(facecolor="darkred")
-    elif run.outcome == "retried":
-        style.update(edgecolor="darkorange", linestyle="--", linewidth=2)
-    if overlaps:
-        style.update(edgecolor="red", hatch="///", linewidth=2)
-    if run.end is None:
-        style.update(alpha=0.5)  # still running (or its process died): drawn up to now
-    ax.broken_barh([(run.rel_start, width)], (bottom, height * 0.9), **style)

@@ -7,7 +7,9 @@ Usage::
         lock.fenced_write("report:latest", build_report())
 
 `Lock` (in `locks.lock`) is the one to use. The other modules are the way there, one step each,
-every one with the flaw that the next step fixes, shown happening by `show()` in real processes:
+every one with the flaw that the next step fixes (lesson 03's scenes make each flaw happen in
+real processes: `scenes/lesson_03_steps.py`). This package imports nothing else of the
+repository: copy it out whole.
 
     a_no_lock            read-modify-write from several processes loses updates
     b_check_then_set     GET, then SET: two processes hold the "lock" at once

@@ -3,16 +3,14 @@
     if GET lock is nil:        # A sees no holder … and so does B, before A's SET lands
         SET lock me            # both set, both go on as the holder
 
-The check and the set are two commands; any number of processes can pass the check before the
-first set. `show()` forces that with a barrier between check and set: both hold, every time.
-The fix is to make check-and-set one command: SET NX (step c).
+The check and the set are two commands; any number of processes can pass the check before the first
+set. The story `show_b()` in `scenes/lesson_03_steps.py` forces that with a barrier between check
+and set: both hold, every time. The fix is to make check-and-set one command: SET NX (step c).
 """
 from __future__ import annotations
 
 import time
 import uuid
-
-from labkit.lock_stories import two_contenders
 
 
 class CheckThenSetLock:
@@ -33,8 +31,3 @@ class CheckThenSetLock:
 
     def release(self) -> bool:
         return bool(self.client.delete(self.name))
-
-
-def show(url: str) -> list[dict]:
-    """Notes of two processes asking at the same moment: both "acquired" before any "released"."""
-    return two_contenders(url, CheckThenSetLock)

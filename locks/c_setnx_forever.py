@@ -4,16 +4,14 @@
     ... work ...
     DEL lock                   # never runs if the holder is killed (OOM, SIGKILL, power cut)
 
-`show()` SIGKILLs the holder while it holds the lock: the key has no TTL (PTTL -1), and the next
-process waits in vain. The fix is a lease: SET NX PX ttl, so Redis drops the key after ttl
-(step d).
+The story `show_c()` in `scenes/lesson_03_steps.py` SIGKILLs the holder while it holds the lock:
+the key has no TTL (PTTL -1), and the next process waits in vain. The fix is a lease: SET NX PX
+ttl, so Redis drops the key after ttl (step d).
 """
 from __future__ import annotations
 
 import time
 import uuid
-
-from labkit.lock_stories import crashed_holder
 
 
 class SetnxLock:
@@ -31,8 +29,3 @@ class SetnxLock:
 
     def release(self) -> bool:
         return bool(self.client.delete(self.name))
-
-
-def show(url: str, wait: float = 3.0):
-    """The holder is SIGKILLed; another process tries for `wait` s and gives up (CrashStory)."""
-    return crashed_holder(url, SetnxLock, ttl=None, wait=wait)

@@ -4,16 +4,15 @@
     ... work takes 800 ms ...  # the lease ran out at 500 ms, and B took the lock
     DEL lock                   # A deletes B's lock: now C gets it while B still holds it
 
-`show()` SIGSTOPs A while it holds the lock, long enough for its lease to expire and B to take
-over; A is resumed and releases with DEL; C then acquires at once — B and C both hold.
-The fix: store a random token and delete only if the key still holds it, atomically (step e).
+The story `show_d()` in `scenes/lesson_03_steps.py` SIGSTOPs A while it holds the lock, long enough
+for its lease to expire and B to take over; A is resumed and releases with DEL; C then acquires at
+once — B and C both hold. The fix: store a random token and delete only if the key still holds it,
+atomically (step e).
 """
 from __future__ import annotations
 
 import time
 import uuid
-
-from labkit.lock_stories import crashed_holder, paused_holder
 
 
 class ExpiringLock:
@@ -31,13 +30,3 @@ class ExpiringLock:
 
     def release(self) -> bool:
         return bool(self.client.delete(self.name))  # whoever's lock it is by now
-
-
-def show(url: str, ttl: float = 0.5):
-    """A paused past its lease, then DEL: the notes show B and C holding at once (PauseStory)."""
-    return paused_holder(url, ExpiringLock, ttl, prefix="lesson03:d")
-
-
-def show_crash(url: str, ttl: float = 0.5):
-    """Step c's crash with a lease: the next process gets the lock once the TTL ran out."""
-    return crashed_holder(url, ExpiringLock, ttl=ttl, wait=5 * ttl, prefix="lesson03:d-crash")

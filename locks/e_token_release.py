@@ -6,14 +6,13 @@
 A release by a holder whose lease expired now deletes nothing (fixes d): C cannot take B's lock.
 This is redis-py's `Lock`, and the single-instance algorithm of the Redis docs.
 
-What no lock can fix: `show()` pauses A past its lease exactly as in d. A's release is refused,
-but A does not know that while it works — it writes its stale report after B wrote its own, and
-the resource keeps A's. A lease bounds how long a lock is held, not how long its holder runs.
-Step f makes the resource tell old holders from new ones.
+What no lock can fix: the story `show_e()` in `scenes/lesson_03_steps.py` pauses A past its lease
+exactly as in d. A's release is refused, but A does not know that while it works — it writes its
+stale report after B wrote its own, and the resource keeps A's. A lease bounds how long a lock is
+held, not how long its holder runs. Step f makes the resource tell old holders from new ones.
 """
 from __future__ import annotations
 
-from labkit.lock_stories import paused_holder
 from locks.d_expiry_plain_del import ExpiringLock
 
 
@@ -36,8 +35,3 @@ class TokenLock(ExpiringLock):
 
     def release(self) -> bool:
         return bool(self.release_script(keys=[self.name], args=[self.token]))
-
-
-def show(url: str, ttl: float = 0.5):
-    """A paused past its lease: its release is refused, but its stale write lands (PauseStory)."""
-    return paused_holder(url, TokenLock, ttl, prefix="lesson03:e")

@@ -5,8 +5,9 @@
 
 A holder paused past its lease comes back with fence 7 after B (fence 8) has written: the resource
 has seen 8, so A's write is refused (`StaleFenceError`) — zero stale writes, however long the
-pause. `locks.Lock` does this; `show()` runs the story of e with it, A with auto-renewal on, to
-show that a SIGSTOPped process renews nothing: only the resource's check saves the day.
+pause. `locks.Lock` does this; `show_f()` in `scenes/lesson_03_steps.py` runs the story of e with
+it, A with auto-renewal on, to show that a SIGSTOPped process renews nothing: only the resource's
+check saves the day.
 
 Fencing needs the resource to cooperate: it must store the highest fence it has seen and check
 it atomically with the write (a Lua script here; `UPDATE … WHERE fence <= :fence` in SQL).
@@ -14,11 +15,6 @@ A resource that cannot check (an email, an HTTP call) cannot be fenced.
 """
 from __future__ import annotations
 
-from labkit.lock_stories import fenced_write, paused_holder
 from locks.lock import Lock
 
-
-def show(url: str, ttl: float = 0.5, writes: int = 1):
-    """A paused past its lease, then resumed: every one of its `writes` is refused (PauseStory)."""
-    return paused_holder(url, Lock, ttl, write=fenced_write, writes=writes,
-                         holder_options={"auto_renewal": True}, prefix="lesson03:f")
+__all__ = ["Lock"]   # step f's lock is the one to use: locks.Lock

@@ -5,8 +5,10 @@
   Redis, and can kill or restart their own.
 - One fleet of `celery -A tasks worker` processes serves the whole session, as in Celery's own
   integration suite; starting workers per test is slow and is where suites hang.
-- Tests that need an empty world (no worker, a notebook's own workers) use another database
-  number of the same server: queues, results and control messages are per database.
+- Tests that need an empty world (no worker, a notebook's own workers) take another database
+  of the same server from the `fresh_db_url` (or `module_db_url`) fixture: queues, results and
+  control messages are per database. Numbers are handed out, flushed, and taken back
+  automatically, so no two tests of a test process share one at a time.
 - Lesson 03's release tests also run on a Redis ≥ 8.4 (it has DELEX), started only if a test asks:
   REDIS8_SERVER, else the one `scripts/fetch_redis_8.sh` put in .cache/; without one they skip,
   saying how to get it.
@@ -85,6 +87,49 @@ def url_for_db(number: int) -> str:
     return PRIVATE_REDIS.url.rsplit("/", 1)[0] + f"/{number}"
 
 
+class Databases:
+    """The private server's databases 1…31, lent to one user at a time, empty when lent.
+
+    (The server is started with 32 databases; 0 belongs to the session's fleet of workers.)
+    """
+
+    def __init__(self, count: int = 32):
+        self.free = list(range(1, count))
+
+    def take(self) -> str:
+        if not self.free:
+            raise RuntimeError("every database of the private Redis is lent out: a fixture "
+                               "that takes one must give it back")
+        number = self.free.pop(0)
+        url = url_for_db(number)
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+        return url
+
+    def give_back(self, url: str) -> None:
+        self.free.append(int(url.rsplit("/", 1)[1]))
+
+
+DATABASES = Databases()
+
+
+@pytest.fixture
+def fresh_db_url():
+    """An empty database of the private Redis for this test alone (no worker serves it)."""
+    url = DATABASES.take()
+    yield url
+    DATABASES.give_back(url)
+
+
+@pytest.fixture(scope="module")
+def module_db_url():
+    """An empty database of the private Redis for this test module alone."""
+    url = DATABASES.take()
+    yield url
+    DATABASES.give_back(url)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return PRIVATE_REDIS.url
@@ -157,19 +202,19 @@ def run_invoker():
 
 
 @pytest.fixture
-def run_notebook():
-    """Execute a notebook top to bottom in a fresh kernel, against DB `db` of the private Redis.
+def run_notebook(fresh_db_url):
+    """Execute a notebook top to bottom in a fresh kernel, against a database of its own.
 
     Returns the executed notebook; a failing cell fails the test with the cell's error.
     """
     import nbclient
     import nbformat
 
-    def run(name: str, db: int, timeout: float = 120):
+    def run(name: str, timeout: float = 120):
         path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "notebooks", name)
         notebook = nbformat.read(path, as_version=4)
         saved = os.environ["REDIS_URL"]
-        os.environ["REDIS_URL"] = url_for_db(db)  # the kernel inherits the environment
+        os.environ["REDIS_URL"] = fresh_db_url  # the kernel inherits the environment
         try:
             client = nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                              resources={"metadata": {"path": os.path.dirname(path)}})

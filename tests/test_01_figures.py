@@ -1,4 +1,4 @@
-"""Lesson 01: `make figures-01` draws img/01_*.png from a real run (here into a scratch folder)."""
+"""Lesson 01: `make figures-01` (`scripts/figures.py 01`) draws img/01_*.png from a real run (here into a scratch folder)."""
 import subprocess
 import sys
 
@@ -6,7 +6,7 @@ from labkit import REPO_ROOT
 
 
 def test_figures_01_script_writes_both_pictures_and_the_split_of_jobs(tmp_path):
-    done = subprocess.run([sys.executable, "scripts/figures_01.py", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "scripts/figures.py", "01", "--out", str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("01_task_states.png", "01_which_worker.png"):

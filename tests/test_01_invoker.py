@@ -2,7 +2,7 @@
 import re
 import time
 
-from conftest import one_line, url_for_db
+from conftest import one_line
 from labkit.redis_server import free_port
 
 
@@ -83,8 +83,8 @@ def test_no_broker_fails_fast_naming_redis_url(run_invoker):
     assert nowhere in line and "REDIS_URL" in line
 
 
-def test_no_worker_answering_says_how_to_start_one(run_invoker):
-    # Database 9 of the private server: a working broker that no worker listens on.
-    done = run_invoker("--timeout", 1, "add", 2, 3, env={"REDIS_URL": url_for_db(9)})
+def test_no_worker_answering_says_how_to_start_one(run_invoker, fresh_db_url):
+    # A database of its own on the private server: a working broker that no worker listens on.
+    done = run_invoker("--timeout", 1, "add", 2, 3, env={"REDIS_URL": fresh_db_url})
     assert done.returncode == 4
     assert "celery -A tasks worker" in one_line(done.stderr)

@@ -6,7 +6,7 @@ from conftest import images_of, outputs_of
 
 
 def test_notebook_01_runs_top_to_bottom_and_stops_its_workers(run_notebook):
-    notebook = run_notebook("01_producer_worker.ipynb", db=1)
+    notebook = run_notebook("01_producer_worker.ipynb")
     text = outputs_of(notebook)
     assert "state: PENDING" in text and "messages waiting in the 'celery' list: 1" in text
     assert "result: 5" in text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import url_for_db, wait_until
+from conftest import wait_until
 from labkit import RedisNotFound, ensure_redis, redis_answers
 from labkit.redis_server import free_port
 
@@ -117,9 +117,9 @@ def assert_demo_output(done: subprocess.CompletedProcess) -> None:
         assert f"{name}@" in out.split("Summary")[1]
 
 
-def test_the_demo_runs_end_to_end_and_stops_its_workers(redis_url):
-    # Database 5: the demo's workers must not share a queue with the session's fleet.
-    done = run_demo({**os.environ, "REDIS_URL": url_for_db(5)})
+def test_the_demo_runs_end_to_end_and_stops_its_workers(fresh_db_url):
+    # A database of its own: the demo's workers must not share a queue with the session's fleet.
+    done = run_demo({**os.environ, "REDIS_URL": fresh_db_url})
     assert_demo_output(done)
     assert "already running" in done.stdout
 
@@ -138,9 +138,9 @@ def test_the_demo_starts_its_own_redis_where_none_answers():
     assert "private server started for this demo" in done.stdout
 
 
-def test_ctrl_c_stops_everything_the_demo_started(redis_url):
+def test_ctrl_c_stops_everything_the_demo_started(fresh_db_url):
     demo = subprocess.Popen([sys.executable, "-m", "labkit.demo"], cwd=ROOT,
-                            env={**os.environ, "REDIS_URL": url_for_db(6)},
+                            env={**os.environ, "REDIS_URL": fresh_db_url},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:

@@ -60,10 +60,10 @@ def test_results_are_stored_in_redis_with_an_expiry(workers, redis_client):
 
 
 def test_send_mail_sends_the_next_pending_email_and_marks_it_sent(workers):
-    tasks.fill_outbox(3)
+    tasks.outbox.fill(3)
     sent = [tasks.send_mail_from_queue.delay().get(timeout=WAIT) for _ in range(3)]
     assert sent == ["0001", "0002", "0003"]
-    report = tasks.outbox_report()
+    report = tasks.outbox.report()
     assert report["pending"] == 0 and report["deliveries"] == 3 and report["sent_more_than_once"] == []
     assert set(report["sent_by"]) <= set(workers.names)
     assert tasks.send_mail_from_queue.delay().get(timeout=WAIT) is None  # outbox empty

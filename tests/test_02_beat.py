@@ -15,11 +15,10 @@ import redis
 from celery import Celery
 
 import tasks
-from conftest import url_for_db, wait_until
+from conftest import wait_until
 from labkit import Beat, Fleet, REPO_ROOT, Worker, timeline
 from labkit.processes import CeleryProcess
 
-DB = 10
 EXTRACTOR = "tasks.data_extractor"
 MAIL = "tasks.send_mail_from_queue"
 WAIT = 30  # seconds: every wait has a limit
@@ -27,13 +26,13 @@ QUIET = {"MAIL_EVERY": "3600", "EXTRACT_EVERY": "3600"}  # entries not under tes
 
 
 @pytest.fixture(scope="module")
-def url():
-    return url_for_db(DB)
+def url(module_db_url):
+    return module_db_url
 
 
 @pytest.fixture(scope="module")
 def fleet(url, tmp_path_factory):
-    """Three one-process workers that serve database 10 only."""
+    """Three one-process workers that serve this module's database only."""
     with Fleet(["beatw1", "beatw2", "beatw3"], env={"REDIS_URL": url},
                log_dir=tmp_path_factory.mktemp("beat-worker-logs")) as workers:
         yield workers
@@ -41,7 +40,7 @@ def fleet(url, tmp_path_factory):
 
 @pytest.fixture
 def world(url, fleet, tmp_path):
-    """An empty database 10 with a run of its own; afterwards, no message left and all idle."""
+    """An empty database of the module's own with a run of its own; afterwards, no message left and all idle."""
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
     run_id = timeline.start_run("beat test", url=url)

@@ -9,7 +9,7 @@ from conftest import images_of, outputs_of
 
 def test_notebook_02_runs_top_to_bottom_and_shows_overlaps_and_the_fixes(run_notebook):
     started = time.monotonic()
-    notebook = run_notebook("02_beat_overlap.ipynb", db=12)
+    notebook = run_notebook("02_beat_overlap.ipynb")
     print(f"notebook 02 ran in {time.monotonic() - started:.0f} s")
     text = outputs_of(notebook)
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import tasks
-from labkit import timeline
+from labkit import plots, timeline
 from labkit.timeline import Run
 
 WAIT = 30  # seconds: every wait has a limit
@@ -130,7 +130,7 @@ def test_plot_timeline_writes_a_non_empty_png(workers, tmp_path):
     runs = timeline.wait_until_finished(run_id, timeout=WAIT)
     path = tmp_path / "timeline.png"
 
-    figure = timeline.plot_timeline(runs, path=path, title="four runs", task="tasks.data_extractor")
+    figure = plots.plot_timeline(runs, path=path, title="four runs", task="tasks.data_extractor")
 
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000
@@ -140,7 +140,7 @@ def test_plot_timeline_writes_a_non_empty_png(workers, tmp_path):
     import matplotlib.pyplot as plt
     plt.close(figure)
 
-    side_by_side = timeline.plot_timeline(runs, title="four runs", mark_overlaps=False)
+    side_by_side = plots.plot_timeline(runs, title="four runs", mark_overlaps=False)
     assert side_by_side.axes[0].get_title() == "four runs"  # lesson 01: parallel is the point
     legend = [text.get_text() for text in side_by_side.axes[0].get_legend().get_texts()]
     assert "overlaps a run of the same task" not in legend

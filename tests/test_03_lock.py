@@ -11,7 +11,7 @@ import redis
 import redis.lock
 
 from conftest import has_delex
-from labkit.lock_stories import crashed_holder
+from scenes.lesson_03_steps import crashed_holder
 from locks import (Lock, LockError, LockLostError, LockNotOwnedError, StaleFenceError,
                    fenced_write)
 

@@ -5,7 +5,7 @@ from conftest import images_of, outputs_of
 
 @pytest.mark.timeout(400)  # a → f, Redlock, then three task-pattern runs with their own workers
 def test_notebook_03_walks_a_to_f_and_shows_each_flaw_and_fix(run_notebook):
-    notebook = run_notebook("03_locks.ipynb", db=3, timeout=180)
+    notebook = run_notebook("03_locks.ipynb", timeout=180)
     text = outputs_of(notebook)
     assert "without a lock: 500 of 4000" in text
     assert "with locks.Lock: 4000 of 4000" in text

@@ -1,6 +1,6 @@
 """Lesson 03's task patterns, with real workers: the outbox, one task per target, single instance.
 
-Each test runs a `labkit.pattern_runs` demo the way the notebook does, in a fresh Python whose
+Each test runs a `scenes.lesson_03_patterns` demo the way the notebook does, in a fresh Python whose
 REDIS_URL is a database of its own on the private server: its workers (started and stopped by the
 demo) never share a queue with the session fleet. The demo's report, with every task run from the
 run timeline, comes back as JSON.
@@ -13,21 +13,15 @@ import subprocess
 import sys
 from itertools import combinations
 
-import redis
-
-from conftest import url_for_db
 from labkit import REPO_ROOT
 from labkit.timeline import Run
 
-OUTBOX_DB, TARGET_DB = 11, 12
 
-
-def run_demo(call: str, db: int, timeout: float = 150) -> dict:
-    """`labkit.pattern_runs.<call>` in a fresh Python on database `db`; its report."""
-    url = url_for_db(db)
-    redis.Redis.from_url(url).flushdb()
+def run_demo(call: str, url: str, timeout: float = 150) -> dict:
+    """`scenes.lesson_03_patterns.<call>` in a fresh Python on the (empty) database at `url`;
+    its report."""
     code = ("import dataclasses, json\n"
-            "from labkit import pattern_runs\n"
+            "from scenes import lesson_03_patterns as pattern_runs\n"
             f"report = pattern_runs.{call}\n"
             "print(json.dumps(report, default=dataclasses.asdict))\n")   # Run objects as dicts
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
@@ -46,9 +40,9 @@ def overlap(a, b) -> bool:
 
 # --- ii. mutual exclusion on a shared record: the outbox ---------------------------------------
 
-def test_without_a_lock_three_workers_send_the_same_email_more_than_once():
+def test_without_a_lock_three_workers_send_the_same_email_more_than_once(fresh_db_url):
     # A 1 s pause between read and write: the three workers' reads always fall inside it.
-    report = run_demo("run_outbox_demo(locked=False, emails=12, pause=1.0)", OUTBOX_DB)
+    report = run_demo("run_outbox_demo(locked=False, emails=12, pause=1.0)", fresh_db_url)
     assert report["sent_more_than_once"], report
     senders = {}
     for run in report["runs"]:
@@ -57,8 +51,8 @@ def test_without_a_lock_three_workers_send_the_same_email_more_than_once():
     assert report["pending"] > 0  # the sends that went to duplicates are missing elsewhere
 
 
-def test_with_the_lock_every_email_is_sent_exactly_once():
-    report = run_demo("run_outbox_demo(locked=True, emails=12, pause=0.5)", OUTBOX_DB)
+def test_with_the_lock_every_email_is_sent_exactly_once(fresh_db_url):
+    report = run_demo("run_outbox_demo(locked=True, emails=12, pause=0.5)", fresh_db_url)
     assert report["sent_more_than_once"] == []
     assert report["pending"] == 0
     assert report["deliveries"] == report["messages"] == 12
@@ -81,10 +75,10 @@ def runs_of(report, target, outcome="ran"):
             if report["target_of"][run.task_id] == target and run.outcome == outcome]
 
 
-def test_runs_for_one_target_never_overlap_while_other_targets_run_alongside():
+def test_runs_for_one_target_never_overlap_while_other_targets_run_alongside(fresh_db_url):
     jobs = [("dave", 1.5)] * 3 + [("alice", 1.5), ("bob", 1.5)]
     report = run_demo(f"run_target_demo({jobs!r}, concurrency=3, max_retries=30, backoff=0.25, "
-                      "backoff_cap=0.5)", TARGET_DB)
+                      "backoff_cap=0.5)", fresh_db_url)
     assert [job["state"] for job in report["jobs"]] == ["SUCCESS"] * 5, report["jobs"]
     dave = runs_of(report, "dave")
     assert len(dave) == 3
@@ -97,11 +91,11 @@ def test_runs_for_one_target_never_overlap_while_other_targets_run_alongside():
     assert at_once <= 3  # --concurrency=3: retries wait for a free process too
 
 
-def test_a_target_that_stays_busy_makes_its_other_tasks_give_up_after_max_retries():
+def test_a_target_that_stays_busy_makes_its_other_tasks_give_up_after_max_retries(fresh_db_url):
     # dave's first job holds him 6 s; the others' backoffs add up to at most 0.25 + 0.5 + 1 s.
     jobs = [("dave", 6.0), ("dave", 0.5), ("dave", 0.5)]
     report = run_demo(f"run_target_demo({jobs!r}, max_retries=3, backoff=0.25, backoff_cap=1)",
-                      TARGET_DB)
+                      fresh_db_url)
     first, *others = report["jobs"]
     assert first["state"] == "SUCCESS" and first["retries"] == 0
     for job in others:
@@ -111,9 +105,9 @@ def test_a_target_that_stays_busy_makes_its_other_tasks_give_up_after_max_retrie
         assert attempts == ["retried"] * 3 + ["failed"], attempts
 
 
-def test_the_rate_limit_spaces_out_the_starts_on_a_worker():
+def test_the_rate_limit_spaces_out_the_starts_on_a_worker(fresh_db_url):
     jobs = [(f"host{number}", 0.1) for number in range(6)]
-    report = run_demo(f"run_target_demo({jobs!r}, concurrency=3, rate_limit='2/s')", TARGET_DB)
+    report = run_demo(f"run_target_demo({jobs!r}, concurrency=3, rate_limit='2/s')", fresh_db_url)
     starts = sorted(run.start for run in report["runs"])
     gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
     # 2 per second: half a second apart (0.3 s of it allowed for a slow hand-over to a pool
@@ -123,19 +117,17 @@ def test_the_rate_limit_spaces_out_the_starts_on_a_worker():
 
 # --- i. single instance: lesson 02's overlap run again -----------------------------------------
 
-SINGLE_DB = 13
-
-
-def test_without_single_instance_a_slow_periodic_job_overlaps_itself():
+def test_without_single_instance_a_slow_periodic_job_overlaps_itself(fresh_db_url):
     report = run_demo("run_single_instance_demo(single_instance=False, every=1, seconds=2.5, "
-                      "for_seconds=6)", SINGLE_DB)
+                      "for_seconds=6)", fresh_db_url)
     assert report["overlaps"] >= 1, report
     assert report["skipped"] == 0
 
 
-def test_with_single_instance_runs_that_find_the_job_running_are_skipped_and_none_overlap():
+def test_with_single_instance_runs_that_find_the_job_running_are_skipped_and_none_overlap(
+        fresh_db_url):
     report = run_demo("run_single_instance_demo(single_instance=True, every=1, seconds=2.5, "
-                      "for_seconds=6)", SINGLE_DB)
+                      "for_seconds=6)", fresh_db_url)
     ran = [run for run in report["runs"] if run.outcome == "ran"]
     skipped = [run for run in report["runs"] if run.outcome == "skipped"]
     assert report["overlaps"] == 0
@@ -165,19 +157,23 @@ def test_invoker_target_runs_each_target_and_reports_retries(workers, run_invoke
     assert all(line[-1] == "retries" and line[-2].isdigit() for line in lines), done.stdout
 
 
-def test_single_instance_holds_through_runs_longer_than_its_lock_ttl_because_the_lock_renews():
+def test_single_instance_holds_through_runs_longer_than_its_lock_ttl_because_the_lock_renews(
+        fresh_db_url):
     # A 3 s lease, 7.5 s runs, a run sent every second: without renewal the lease would end
     # mid-run and the next run would start alongside. (Renewal comes every ttl/3: a lease much
     # shorter than this can lapse when a loaded machine stalls the process for 2/3 of it.)
+    # Beat keeps sending until a run has started after the first one ended: a fixed 8 s, as this
+    # test once had, gave a slow machine only one run (the first started late, the second never).
     report = run_demo("run_single_instance_demo(single_instance=True, every=1, seconds=7.5, "
-                      "for_seconds=8, lock_ttl=3)", SINGLE_DB)
+                      "for_seconds=8, lock_ttl=3, until_a_second_run=True)", fresh_db_url)
     assert report["overlaps"] == 0
     assert report["ran"] >= 2 and report["skipped"] >= 2, report
 
 
-def test_a_single_instance_holder_killed_mid_run_blocks_the_job_for_at_most_its_lock_ttl():
+def test_a_single_instance_holder_killed_mid_run_blocks_the_job_for_at_most_its_lock_ttl(
+        fresh_db_url):
     report = run_demo("run_single_instance_crash_demo(lock_ttl=3, every=1, seconds=6, "
-                      "for_seconds=8)", SINGLE_DB)
+                      "for_seconds=8)", fresh_db_url)
     killed_at, ttl = report["killed_at"], report["lock_ttl"]
     after = [run for run in report["runs"] if run.start > killed_at]
     next_run = min((run for run in after if run.outcome == "ran"), key=lambda run: run.start)
@@ -188,8 +184,6 @@ def test_a_single_instance_holder_killed_mid_run_blocks_the_job_for_at_most_its_
 
 
 # --- the decorators on their own --------------------------------------------------------------
-
-STANDALONE_DB = 20
 
 STANDALONE = '''
 import json, os, sys, time
@@ -217,11 +211,9 @@ print(json.dumps({"first": first, "second": second, "heard": heard,
 '''
 
 
-def test_the_decorators_tell_listeners_through_celery_signals_and_need_no_labkit():
-    url = url_for_db(STANDALONE_DB)
-    redis.Redis.from_url(url).flushdb()
+def test_the_decorators_tell_listeners_through_celery_signals_and_need_no_labkit(fresh_db_url):
     done = subprocess.run([sys.executable, "-c", STANDALONE], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "REDIS_URL": url})
+                          text=True, timeout=60, env={**os.environ, "REDIS_URL": fresh_db_url})
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["first"] is None and report["second"] == "ran"

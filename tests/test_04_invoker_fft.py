@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from conftest import one_line, url_for_db
+from conftest import one_line
 
 
 def test_fft_shows_a_bar_and_exits_0_on_success(workers, run_invoker):
@@ -63,9 +63,10 @@ def test_help_lists_the_progress_commands(run_invoker):
     assert "--tasks K" in fft_help and "--timeout is the longest wait without progress" in fft_help
 
 
-def test_with_no_worker_the_bar_gives_up_after_timeout_and_says_how_to_start_one(run_invoker):
-    # Database 9: a working broker that no worker listens on.
-    done = run_invoker("--timeout", 1, "fft", 100, env={"REDIS_URL": url_for_db(9)})
+def test_with_no_worker_the_bar_gives_up_after_timeout_and_says_how_to_start_one(run_invoker,
+                                                                                    fresh_db_url):
+    # A database of its own: a working broker that no worker listens on.
+    done = run_invoker("--timeout", 1, "fft", 100, env={"REDIS_URL": fresh_db_url})
     assert done.returncode == 4
     line = done.stderr.splitlines()[-1]   # after the bar, which stayed at 0 %
     assert line.startswith("error: no worker took the tasks within 1 s")

@@ -10,7 +10,6 @@ from conftest import outputs_of
 
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_progress_fft.ipynb"
-DB = 13   # the notebook's workers get their own queues, away from the session fleet
 
 
 def test_the_notebook_is_committed_without_outputs():
@@ -24,7 +23,7 @@ def test_the_notebook_is_committed_without_outputs():
 @pytest.mark.timeout(120)   # the goal is under 60 s; the limit leaves room on a busy CI
 def test_notebook_04_runs_top_to_bottom_and_shows_each_pitfall(run_notebook):
     started = time.monotonic()
-    notebook = run_notebook(NOTEBOOK.name, db=DB, timeout=90)
+    notebook = run_notebook(NOTEBOOK.name, timeout=90)
     print(f"notebook 04 ran in {time.monotonic() - started:.1f} s")
     text = outputs_of(notebook)
     bins_off = [float(value) for value in re.findall(r"off by ([\d.]+) bins", text)]

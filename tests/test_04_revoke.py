@@ -14,28 +14,33 @@ import pytest
 from celery import Celery
 
 import tasks
-from conftest import url_for_db, wait_until
+from conftest import wait_until
 from labkit import REPO_ROOT, Worker
+from tasklib.progress import MAX_FFT_ROUNDS
 
-DB = 14
 WAIT = 60
 
 
 @pytest.fixture(scope="module")
-def lone_worker(tmp_path_factory):
-    worker = Worker("lone", concurrency=1, env={"REDIS_URL": url_for_db(DB)},
+def url(module_db_url):
+    return module_db_url
+
+
+@pytest.fixture(scope="module")
+def lone_worker(url, tmp_path_factory):
+    worker = Worker("lone", concurrency=1, env={"REDIS_URL": url},
                     log_dir=tmp_path_factory.mktemp("lone-worker-log"))
     with worker:
         yield worker
 
 
 @pytest.fixture(scope="module")
-def app(lone_worker):
+def app(url, lone_worker):
     """A producer for the lone worker's database, configured like tasks.app."""
     app = Celery("tasks", set_as_current=False)
     app.conf.update({key: tasks.app.conf[key] for key in (
         "task_serializer", "result_serializer", "accept_content", "result_accept_content",
-        "result_extended")}, broker_url=url_for_db(DB), result_backend=url_for_db(DB))
+        "result_extended")}, broker_url=url, result_backend=url)
     yield app
     app.close()
 
@@ -48,7 +53,7 @@ def wait_for_state(result, states, timeout=WAIT):
 
 def test_a_running_fft_revoked_with_terminate_ends_revoked_and_the_worker_keeps_serving(app,
                                                                                        lone_worker):
-    result = app.send_task("tasks.fft_random", [tasks.MAX_FFT_ROUNDS])   # hours, if left alone
+    result = app.send_task("tasks.fft_random", [MAX_FFT_ROUNDS])   # hours, if left alone
     wait_for_state(result, {"PROGRESS"})
     result.revoke(terminate=True)
     assert wait_for_state(result, {"REVOKED", "SUCCESS", "FAILURE"}) == "REVOKED"
@@ -57,13 +62,13 @@ def test_a_running_fft_revoked_with_terminate_ends_revoked_and_the_worker_keeps_
     assert re.search(r"Terminating " + result.id, lone_worker.log_text())
 
 
-def test_ctrl_c_in_the_invoker_revokes_its_tasks_says_so_and_exits_non_zero(app, lone_worker,
+def test_ctrl_c_in_the_invoker_revokes_its_tasks_says_so_and_exits_non_zero(url, app, lone_worker,
                                                                             tmp_path):
     stderr_path = tmp_path / "stderr.txt"
     with open(stderr_path, "w") as stderr:
         invoker = subprocess.Popen(
-            [sys.executable, "invoker.py", "fft", str(tasks.MAX_FFT_ROUNDS), "--tasks", "2"],
-            cwd=REPO_ROOT, env={**os.environ, "REDIS_URL": url_for_db(DB)},
+            [sys.executable, "invoker.py", "fft", str(MAX_FFT_ROUNDS), "--tasks", "2"],
+            cwd=REPO_ROOT, env={**os.environ, "REDIS_URL": url},
             stdout=subprocess.PIPE, stderr=stderr, text=True)
         try:
             deadline = time.monotonic() + WAIT

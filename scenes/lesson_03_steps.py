@@ -1,8 +1,17 @@
-"""The race stories of lesson 03, played by real processes with a forced interleaving.
+"""Lesson 03's steps a → f, each lock's flaw played by real processes with a forced interleaving.
 
-Each `locks/<step>.py` module is a lock; these functions put it in the situation where its flaw
-shows, every time, and return what happened: the processes' own notes (who held the lock when,
-which writes landed) read back from Redis, plus the final state of the resource.
+Usage (notebook 03a and tests/test_03_locks_steps.py call these)::
+
+    >>> show_a(url)                       # 8 processes × 500 increments, no lock: 500, not 4000
+    >>> show_a_fixed(url, Lock)           # the same inside locks.Lock: 4000
+    >>> most_holders_at_once(show_b(url)) # check-then-set: 2 processes hold it at once
+    >>> show_c(url).ttl_left_after_crash  # SETNX, holder SIGKILLed: -1, the lock never expires
+    >>> show_d(url), show_e(url), show_f(url)   # a holder SIGSTOPped past its lease: PauseStory
+
+Each `locks/<step>.py` module is a lock and nothing else, so it can be read and copied alone;
+the stories below put it in the situation where its flaw shows, every time, and return what
+happened: the processes' own notes (who held the lock when, which writes landed) read back from
+Redis, plus the final state of the resource.
 
     count_up(url, key, increment, processes=8, times=500, lock_class=None) → the counter's value
     two_contenders(url, lock_class)            → events; both think they hold it with a naive lock
@@ -22,6 +31,8 @@ from dataclasses import dataclass, field
 import redis
 
 from labkit.children import Children
+from locks import a_no_lock, b_check_then_set, c_setnx_forever, d_expiry_plain_del, e_token_release
+from locks.lock import Lock
 
 WAIT = 30.0  # every forced wait has a limit: a broken story fails instead of hanging
 
@@ -191,7 +202,7 @@ def plain_write(client: redis.Redis, lock, key: str, value: str) -> None:
     client.set(key, value)
 
 
-def fenced_write(client: redis.Redis, lock, key: str, value: str) -> None:
+def write_through_fence(client: redis.Redis, lock, key: str, value: str) -> None:
     lock.fenced_write(key, value)  # locks.Lock: refused with a LockError if a newer holder wrote
 
 
@@ -284,70 +295,49 @@ def paused_holder(url: str, lock_class, ttl: float = 0.5, write=plain_write, wri
     return PauseStory(read_notes(client, prefix), client.get(f"{prefix}:resource"))
 
 
-# --- the picture ------------------------------------------------------------------------------
+# --- The steps' stories -------------------------------------------------------------------------
 
-MARKERS = {  # what → (marker, colour, label)
-    "wrote": ("o", "tab:green", "write accepted"),
-    "write refused": ("X", "tab:red", "write refused"),
-    "refused": ("x", "tab:gray", "lock refused"),
-    "gave up": ("x", "tab:gray", "lock refused"),
-    "killed": ("X", "black", "SIGKILL"),
-}
+def show_a(url: str, processes: int = 8, times: int = 500) -> int:
+    """Step a: the counter after `processes` × `times` forced-racy increments without a lock."""
+    return count_up(url, a_no_lock.KEY, a_no_lock.increment, processes, times, lock_class=None,
+                    forced=True)
 
 
-def plot_story(events: list[dict], ax=None, title: str = ""):
-    """One lane per process: when it believed it held the lock, when it was paused, its writes."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _figure, ax = plt.subplots(figsize=(9, 0.6 + 0.55 * len({e["who"] for e in events})))
-    start = min(e["t"] for e in events)
-    end = max(e["t"] for e in events)
-    ms = lambda t: (t - start) * 1000  # noqa: E731
-    lanes = sorted({e["who"] for e in events}, reverse=True)
-    labelled = set()  # each legend entry once
-    for lane, who in enumerate(lanes):
-        mine = [e for e in events if e["who"] == who]
-        for begin, finish in _spans(mine, "asks", ("acquired", "gave up"), end):
-            ax.barh(lane, ms(finish) - ms(begin), left=ms(begin), height=0.12, color="tab:gray",
-                    label=None if "waits" in labelled else "waits for the lock")
-            labelled.add("waits")
-        for begin, finish in _spans(mine, "acquired", ("released", "killed"), end):
-            ax.barh(lane, ms(finish) - ms(begin), left=ms(begin), height=0.5, color="tab:blue",
-                    alpha=0.75, label=None if "holds" in labelled else "believes it holds the lock")
-            labelled.add("holds")
-        for begin, finish in _spans(mine, "paused", ("resumed",), end):
-            ax.barh(lane, ms(finish) - ms(begin), left=ms(begin), height=0.5, fill=False,
-                    hatch="///", edgecolor="tab:orange",
-                    label=None if "paused" in labelled else "paused (SIGSTOP)")
-            labelled.add("paused")
-        for event in mine:
-            if event["what"] == "acquired" and event.get("ttl"):
-                x = ms(event["t"]) + event["ttl"]
-                ax.plot([x, x], [lane - 0.4, lane + 0.4], color="tab:purple", linewidth=3,
-                        label=None if "lease" in labelled else "its lease ends (TTL)")
-                labelled.add("lease")
-            if event["what"] in MARKERS:
-                marker, colour, label = MARKERS[event["what"]]
-                ax.scatter(ms(event["t"]), lane, marker=marker, color=colour, s=90, zorder=3,
-                           label=None if label in labelled else label)
-                labelled.add(label)
-    ax.set_yticks(range(len(lanes)), [f"process {who}" for who in lanes])
-    ax.set_xlabel("ms since the first event")
-    ax.set_title(title, loc="left")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    ax.figure.tight_layout()
-    return ax
+def show_a_fixed(url: str, lock_class, processes: int = 8, times: int = 500,
+                 window: float = 0.0) -> int:
+    """Step a's increments, each inside `lock_class` (e.g. locks.Lock): the counter is exact."""
+    return count_up(url, a_no_lock.KEY, a_no_lock.increment, processes, times,
+                    lock_class=lock_class, window=window)
 
 
-def _spans(events: list[dict], opened: str, closed, end: float) -> list[tuple]:
-    spans, begin = [], None
-    for event in sorted(events, key=lambda e: e["t"]):
-        if event["what"] == opened:
-            begin = event["t"]
-        elif event["what"] in closed and begin is not None:
-            spans.append((begin, event["t"]))
-            begin = None
-    if begin is not None:
-        spans.append((begin, end))
-    return spans
+def show_b(url: str) -> list[dict]:
+    """Step b: notes of two processes asking at the same moment; both "acquired" at once."""
+    return two_contenders(url, b_check_then_set.CheckThenSetLock)
+
+
+def show_c(url: str, wait: float = 3.0) -> CrashStory:
+    """Step c: the holder is SIGKILLed; another process tries for `wait` s and gives up."""
+    return crashed_holder(url, c_setnx_forever.SetnxLock, ttl=None, wait=wait)
+
+
+def show_d(url: str, ttl: float = 0.5) -> PauseStory:
+    """Step d: A paused past its lease, then DEL: B and C hold the lock at once."""
+    return paused_holder(url, d_expiry_plain_del.ExpiringLock, ttl, prefix="lesson03:d")
+
+
+def show_d_crash(url: str, ttl: float = 0.5) -> CrashStory:
+    """Step c's crash with step d's lease: the next process gets the lock once the TTL ran out."""
+    return crashed_holder(url, d_expiry_plain_del.ExpiringLock, ttl=ttl, wait=5 * ttl,
+                          prefix="lesson03:d-crash")
+
+
+def show_e(url: str, ttl: float = 0.5) -> PauseStory:
+    """Step e: A paused past its lease; its release is refused, but its stale write lands."""
+    return paused_holder(url, e_token_release.TokenLock, ttl, prefix="lesson03:e")
+
+
+def show_f(url: str, ttl: float = 0.5, writes: int = 1) -> PauseStory:
+    """Step f: A (locks.Lock, auto-renewing) paused past its lease, then resumed: every one of
+    its `writes` is refused by the resource. A stopped process renews nothing."""
+    return paused_holder(url, Lock, ttl, write=write_through_fence, writes=writes,
+                         holder_options={"auto_renewal": True}, prefix="lesson03:f")

@@ -1,6 +1,6 @@
 """Lesson 03's task patterns, run for real: start workers, send tasks, wait, report what happened.
 
-Usage (notebook 03, tests/test_03_patterns.py and scripts/figures_03.py call these)::
+Usage (notebook 03, tests/test_03_patterns.py and `scripts/figures.py 03` call these)::
 
     >>> report = run_single_instance_demo(single_instance=True)   # beat, 3 workers, a slow job
     >>> report["overlaps"], report["skipped"]
@@ -23,9 +23,12 @@ own. Everything talks to the Redis in REDIS_URL.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
+import tasks
+from labkit import plots, timeline
 from labkit.processes import LOG_DIR, Beat, Fleet
 
 QUEUE = "lesson03"
@@ -41,8 +44,6 @@ def _fleet(names: list[str], concurrency: int, env: dict | None = None) -> Fleet
 def _fresh_start() -> None:
     """Drop what an interrupted earlier run may have left: queued tasks, and the locks of workers
     killed mid-task (they would expire, but only after their TTL). Never do this in production."""
-    import tasks
-
     with tasks.app.connection_for_write() as connection:
         connection.default_channel.queue_purge(QUEUE)
     client = tasks.db()
@@ -66,8 +67,6 @@ def _join(results: list, timeout: float) -> None:
 def _final_runs(run_id: str, task_ids: list[str], timeout: float = 10.0) -> list:
     """The run's timeline, once every task has its last attempt on it (it lands just after the
     result: a worker stores the result, then the task_postrun signal records the run)."""
-    from labkit import timeline
-
     def all_final(runs):
         return {run.task_id for run in runs if run.outcome not in (None, "retried")} \
             >= set(task_ids)
@@ -79,16 +78,16 @@ def _final_runs(run_id: str, task_ids: list[str], timeout: float = 10.0) -> list
 
 def run_single_instance_demo(single_instance: bool, every: float = 1.0, seconds: float = 2.5,
                              for_seconds: float = 6.0, workers: int = 3, lock_ttl: float = 10.0,
+                             until_a_second_run: bool = False,
                              timeout: float = WAIT_TIMEOUT) -> dict:
     """Lesson 02's overlap run again: beat sends a `seconds`-long job `every` seconds to 3 workers.
 
     With `single_instance`, beat sends `data_extractor_single_instance` for the same entry: a run
     that finds the previous one still going is skipped; its lock is a `lock_ttl`-second lease,
-    renewed while a run lasts. Beat runs `for_seconds`, then the runs still going finish. Returns {"runs", "overlaps", "skipped", "ran", "run_id", ...}.
+    renewed while a run lasts. Beat runs `for_seconds` — and, with `until_a_second_run`, on until
+    a run has started after the first one ended, however slow the machine — then the runs still
+    going finish. Returns {"runs", "overlaps", "skipped", "ran", "run_id", ...}.
     """
-    import tasks  # noqa: F401  (connects the timeline)
-    from labkit import timeline
-
     env = {"EXTRACT_EVERY": str(every), "EXTRACT_SECONDS": str(seconds), "EXTRACT_QUEUE": QUEUE,
            "EXTRACT_SINGLE_INSTANCE": "1" if single_instance else "0",
            "EXTRACT_LOCK_TTL": str(lock_ttl),
@@ -97,12 +96,21 @@ def run_single_instance_demo(single_instance: bool, every: float = 1.0, seconds:
         run_id = timeline.start_run("single instance" if single_instance else "overlap")
         with Beat("beat-lesson03", env=env, log_dir=Path(LOG_DIR) / "lesson03"):
             time.sleep(for_seconds)
+            if until_a_second_run:
+                timeline.wait_for_runs(run_id, _a_run_started_after_the_first_ended, timeout)
         runs = timeline.wait_until_finished(run_id, timeout=timeout)
     runs = [run for run in runs if run.task.startswith("tasks.data_extractor")]
     return {"runs": runs, "run_id": run_id, "single_instance": single_instance,
             "overlaps": timeline.count_overlaps(runs),
             "ran": sum(run.outcome == "ran" for run in runs),
             "skipped": sum(run.outcome == "skipped" for run in runs)}
+
+
+def _a_run_started_after_the_first_ended(runs) -> bool:
+    # The first run released its lock before it ended, so a run that starts later finds the lock
+    # free (or taken by another such run): there is a second run that does the work.
+    finished = sorted((run for run in runs if run.outcome == "ran"), key=lambda run: run.end)
+    return bool(finished) and any(run.start > finished[0].end for run in runs)
 
 
 def run_single_instance_crash_demo(lock_ttl: float = 3.0, every: float = 1.0,
@@ -114,10 +122,6 @@ def run_single_instance_crash_demo(lock_ttl: float = 3.0, every: float = 1.0,
 
     Returns {"runs", "killed": the Run killed (it never ends), "killed_at", ...}.
     """
-    import signal
-
-    import tasks  # noqa: F401  (connects the timeline)
-    from labkit import timeline
 
     env = {"EXTRACT_EVERY": str(every), "EXTRACT_SECONDS": str(seconds), "EXTRACT_QUEUE": QUEUE,
            "EXTRACT_SINGLE_INSTANCE": "1", "EXTRACT_LOCK_TTL": str(lock_ttl), "MAIL_EVERY": "3600"}
@@ -142,8 +146,6 @@ def run_single_instance_crash_demo(lock_ttl: float = 3.0, every: float = 1.0,
 
 
 def _first_started(run_id: str, timeout: float):
-    from labkit import timeline
-
     def started(runs):
         return [run for run in runs if run.outcome is None]
     return started(timeline.wait_for_runs(run_id, started, timeout))[0]
@@ -151,8 +153,6 @@ def _first_started(run_id: str, timeout: float):
 
 def _ended_except(run_id: str, dead_key: str, timeout: float) -> list:
     """The runs, once all have ended but the one whose process was killed (it never will)."""
-    from labkit import timeline
-
     return timeline.wait_for_runs(
         run_id, lambda runs: all(run.end is not None for run in runs if run.key != dead_key),
         timeout)
@@ -164,13 +164,11 @@ def run_outbox_demo(locked: bool, emails: int = 12, pause: float = 0.5, workers:
 
     `pause` holds each task between reading the next pending email and marking it sent: three
     workers start their tasks within milliseconds of each other, so without a lock they all read
-    the same email every round. Returns tasks.outbox_report() plus "locked" and "seconds".
+    the same email every round. Returns tasks.outbox.report() plus "locked" and "seconds".
     """
-    import tasks
-    from labkit import timeline
 
     task = tasks.send_mail_from_queue_locked if locked else tasks.send_mail_from_queue
-    tasks.fill_outbox(emails)
+    tasks.outbox.fill(emails)
     with _fleet([f"worker{number}" for number in range(1, workers + 1)], concurrency=1):
         run_id = timeline.start_run(f"outbox {'with' if locked else 'without'} lock")
         started = time.monotonic()
@@ -178,7 +176,7 @@ def run_outbox_demo(locked: bool, emails: int = 12, pause: float = 0.5, workers:
         _join(results, timeout)
         seconds = time.monotonic() - started
         runs = _final_runs(run_id, [result.id for result in results])
-    return {**tasks.outbox_report(), "locked": locked, "seconds": round(seconds, 2),
+    return {**tasks.outbox.report(), "locked": locked, "seconds": round(seconds, 2),
             "run_id": run_id, "runs": runs,
             "message_of": {result.id: result.result for result in results}}
 
@@ -192,8 +190,6 @@ def run_target_demo(jobs: list[tuple[str, float]], workers: int = 1, concurrency
     Returns {"jobs": [{"target", "seconds", "task_id", "state", "retries"}], "run_id", ...};
     timeline.runs(run_id) has every attempt, and `target_of` maps a task id to its target.
     """
-    import tasks
-    from labkit import timeline
 
     env = {"TARGET_MAX_RETRIES": str(max_retries), "TARGET_BACKOFF": str(backoff),
            "TARGET_BACKOFF_CAP": str(backoff_cap), "TARGET_RATE_LIMIT": rate_limit}
@@ -218,10 +214,8 @@ def run_target_demo(jobs: list[tuple[str, float]], workers: int = 1, concurrency
 
 def plot_single_instance(report: dict, ax=None, path=None):
     """Lesson 02's timeline picture of the run: one lane per worker, overlaps and skips marked."""
-    from labkit import timeline
-
     title = report.get("title") or ("single instance" if report["single_instance"] else "no lock")
-    return timeline.plot_timeline(report["runs"], path=path, title=title, ax=ax)
+    return plots.plot_timeline(report["runs"], path=path, title=title, ax=ax)
 
 
 def _axes(ax, lanes: int):
@@ -308,3 +302,31 @@ def plot_targets(report: dict, ax=None, path=None):
     ax.set_title(f"one task per target at a time: {retries} retries with backoff, "
                  f"{gave_up} gave up")
     return _finish(fig, ax, targets, path)
+
+
+def figures(out, save) -> None:
+    """img/03_single_instance.png, img/03_outbox.png and img/03_per_target.png."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(11, 9.5))
+    for ax, single in zip(axes, (False, True)):
+        plot_single_instance(run_single_instance_demo(single, every=1, seconds=2.5,
+                                                      for_seconds=8), ax=ax)
+    plot_single_instance(run_single_instance_crash_demo(lock_ttl=3, every=1, seconds=6,
+                                                        for_seconds=8), ax=axes[2])
+    fig.tight_layout()
+    save(fig, out / "03_single_instance.png")
+
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6))
+    for ax, locked in zip(axes, (False, True)):
+        plot_outbox(run_outbox_demo(locked, emails=12, pause=0.5), ax=ax)
+    fig.tight_layout()
+    save(fig, out / "03_outbox.png")
+
+    # dave is busy for 4 s (two 2 s runs); a task's backoffs add up to at most 0.5 + 1 + 2 s:
+    # the last one in line usually gives up.
+    jobs = [("dave", 2.0)] * 3 + [("alice", 2.5), ("bob", 1.0), ("bob", 1.0), ("carol", 3.0)]
+    fig = plot_targets(run_target_demo(jobs, concurrency=3, max_retries=3, backoff=0.5,
+                                       backoff_cap=2))
+    fig.tight_layout()
+    save(fig, out / "03_per_target.png")

@@ -1,54 +1,41 @@
-"""Regenerate img/04_*.png from real runs: a private Redis, three workers (`make figures-04`).
+"""A command run in a pseudo-terminal, and its screen as text and as a picture.
 
-Usage::
+Usage (lesson 04's figure of the invoker's live bars)::
 
-    $ python scripts/figures_04.py            # a minute or two; writes img/04_*.png
-    $ python scripts/figures_04.py --out /tmp/figs
+    lines = terminal_screen(["python", "invoker.py", "fft", "60000"],
+                            snapshot_when=lambda lines: "50%" in "\\n".join(lines))
+    figure = plot_terminal(lines, "$ python invoker.py fft 60000")
 
-The spectrum of planted tones, six tasks' progress curves on three workers, the invoker's bars
-as a terminal shows them (run in a pseudo-terminal), and the cost of progress updates. It
-always starts its own private redis-server (a free port, nothing kept), so it never touches a
-Redis you run, and stops everything it started, also on Ctrl-C.
+The screen is rebuilt by a tiny terminal emulator written here, since no library we use has
+one: it knows what tqdm writes (text, \\r, \\n, cursor up and down, erase line), nothing else.
+POSIX only (pty).
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
-import sys
+import select
+import signal
+import struct
+import termios
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-
-from figure_output import output_folder, save  # noqa: E402
-from labkit import Fleet, RedisServer  # noqa: E402
-from labkit.progress import (plot_progress_curves, plot_spectrum, plot_update_cost,  # noqa: E402
-                             poll_progress)
+from labkit.processes import REPO_ROOT
 
 
 def terminal_screen(argv: list[str], snapshot_when, timeout: float = 60.0,
-                    rows: int = 10, columns: int = 96) -> list[str]:
+                    rows: int = 10, columns: int = 96, cwd=REPO_ROOT) -> list[str]:
     """Run `argv` in a pseudo-terminal; its screen (lines of text) when `snapshot_when(lines)`
     first holds, else at the end.
 
     The command runs to its end (killed after `timeout`). The screen is rebuilt by a tiny
     terminal emulator that knows what tqdm writes: text, \\r, \\n, cursor up/down, erase line.
     """
-    import fcntl
-    import pty
-    import select
-    import signal
-    import struct
-    import termios
-
     pid, fd = pty.fork()
     if pid == 0:   # the child: becomes the command, on the terminal's slave side
-        os.chdir(ROOT)
+        os.chdir(cwd)
         os.execvpe(argv[0], argv, {**os.environ, "COLUMNS": str(columns)})
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     output, started, screen = b"", time.monotonic(), None
@@ -118,49 +105,3 @@ def plot_terminal(lines: list[str], prompt: str):
     figure.text(0.01, 0.5, prompt + "\n" + "\n".join(lines), family="DejaVu Sans Mono",
                 fontsize=9, color="#e0e0e0", va="center", ha="left", linespacing=1.35)
     return figure
-
-
-def main(argv=None) -> int:
-    out = output_folder(argv, __doc__.splitlines()[0])
-
-    with RedisServer() as server:
-        os.environ["REDIS_URL"] = server.url
-        import tasks  # after REDIS_URL: tasks.py reads it once
-
-        with Fleet(["worker1", "worker2", "worker3"], concurrency=1):
-            outcome = tasks.spectrum.delay(
-                [[440, 1.0], [1000, 0.5], [2500, 0.8], [3210.5, 0.3]], frames=300, seed=4,
-                return_spectrum=True).get(timeout=120)
-            figure = plot_spectrum(outcome).figure
-            figure.tight_layout()
-            save(figure, out / "04_spectrum.png")
-
-            results = [tasks.fft_random.delay(40_000, seed=i) for i in range(6)]
-            trace = poll_progress(results, timeout=300)
-            workers = {result.id: result.worker for result in results}
-            figure = plot_progress_curves(trace, workers).figure
-            figure.tight_layout()
-            save(figure, out / "04_progress_6_tasks_3_workers.png")
-
-            command = ["python", "invoker.py", "fft", "60000", "--tasks", "4"]
-            lines = terminal_screen([sys.executable, *command[1:]], snapshot_when=lambda lines: sum(
-                bool(re.search(r" [4-7]\d%\|", line)) for line in lines) >= 3)
-            save(plot_terminal(lines, "$ " + " ".join(command) + "     # 3 workers: "
-                               "three tasks run, the fourth waits in the queue"),
-                 out / "04_terminal_bars.png")
-
-            runs = {"no progress": {"report": False}, "every 0.2 s": {},
-                    "after every round": {"interval": 0}}
-            outcomes = {name: tasks.fft_random.delay(3000, **options).get(timeout=120)
-                        for name, options in runs.items()}
-            figure = plot_update_cost(outcomes).figure
-            figure.tight_layout()
-            save(figure, out / "04_update_cost.png")
-    return 0
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)

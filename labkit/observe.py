@@ -1,6 +1,7 @@
-"""Watching progress from the outside: polled PROGRESS traces, Celery events, Redis round trips.
+"""Watching tasks from the outside: polled states and PROGRESS, Celery events, Redis round trips.
 
-Lesson 04's plumbing; the notebook, the tests, the figures and the benchmark share it::
+What a producer, a monitor and a profiler see; lesson 04's notebook, scenes, tests and benchmark
+use it::
 
     >>> trace = poll_progress(results, timeout=60)      # {task id: [(seconds, state, percent)]}
     >>> with EventLog(tasks.app) as log:                 # a monitor's view: Celery events
@@ -9,8 +10,6 @@ Lesson 04's plumbing; the notebook, the tests, the figures and the benchmark sha
     >>> with redis_round_trips() as trips:               # what this process said to Redis
     ...     tasks.fft_random.update_state(task_id, "PROGRESS", meta)
     >>> len(trips), trips                                 # 2, [['GET'], ['MULTI', 'SETEX', ...]]
-
-`scripts/figures_04.py` (`make figures-04`) draws lesson 04's figures with it.
 """
 from __future__ import annotations
 
@@ -178,88 +177,3 @@ def redis_round_trips():
         yield sends
     finally:
         connection_class.send_packed_command = original
-
-
-def update_cost(task, task_id: str, updates: int = 20, events: bool = True) -> dict:
-    """Round trips and seconds that one PROGRESS update costs, as `Progress.report` makes it."""
-    import tasks as lesson
-
-    progress = lesson.Progress(task, total=updates, events=events)
-    task.push_request(id=task_id, hostname="labkit-measure")   # as if a worker ran task_id
-    try:
-        progress.report(0)   # connections opened and the result key created outside the count
-        with redis_round_trips() as sends:
-            started = time.perf_counter()
-            for current in range(1, updates + 1):
-                progress.report(current)
-            seconds = time.perf_counter() - started
-    finally:
-        task.pop_request()
-    return {"round_trips": len(sends) / updates, "seconds": seconds / updates,
-            "sends": sends[:len(sends) // updates]}
-
-
-# --- Pictures ---------------------------------------------------------------------------------
-
-def plot_spectrum(outcome: dict, ax=None):
-    """The averaged spectrum, found peaks (dots) against planted tones (dashed lines)."""
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.subplots(figsize=(9, 3.6))[1]
-    ax.plot(outcome["frequencies"], outcome["magnitudes"], lw=0.8, color="0.35",
-            label=f"averaged over {outcome['frames']} frames")
-    for index, (frequency, amplitude) in enumerate(outcome["tones"]):
-        ax.axvline(frequency, color="tab:blue", ls="--", lw=1, alpha=0.7,
-                   label="planted tones" if index == 0 else None)
-    found = outcome["peaks"]
-    ax.plot([f for f, _ in found], [m for _, m in found], "o", color="tab:red", ms=7,
-            mfc="none", mew=2, label="peaks found by the task")
-    ax.set_xlabel("frequency (Hz)")
-    ax.set_ylabel("magnitude (tone amplitude units)")
-    ax.set_title(f"spectrum task: {len(found)} peaks found, bin width {outcome['bin_width']:.2f} Hz")
-    ax.legend(loc="upper right", fontsize=8)
-    return ax
-
-
-def plot_progress_curves(trace: dict, workers: dict, ax=None, title: str | None = None):
-    """Percent done over time, one line per task, coloured by the worker that ran it."""
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.subplots(figsize=(9, 3.8))[1]
-    colours = {name: f"C{index}" for index, name in enumerate(sorted(set(workers.values())))}
-    labelled = set()
-    for task_id, points in trace.items():
-        seconds = [t for t, _, _ in points]
-        percent = [p if p is not None else 0.0 for _, _, p in points]
-        worker = workers.get(task_id, "?")
-        ax.plot(seconds, percent, color=colours.get(worker, "0.5"), lw=1.8,
-                label=worker.split("@")[0] if worker not in labelled else None)
-        labelled.add(worker)
-    ax.set_xlabel("seconds since the tasks were sent")
-    ax.set_ylabel("percent done (PROGRESS meta)")
-    ax.set_ylim(-3, 112)
-    ax.set_title(title or f"{len(trace)} tasks on {len(colours)} workers: flat at 0 % = queued")
-    handles, labels = ax.get_legend_handles_labels()
-    order = sorted(range(len(labels)), key=labels.__getitem__)
-    ax.legend([handles[i] for i in order], [labels[i] for i in order], title="ran on",
-              loc="lower right", fontsize=8)
-    return ax
-
-
-def plot_update_cost(outcomes: dict, ax=None):
-    """Seconds of the same FFT loop without progress, throttled, and after every round."""
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.subplots(figsize=(8, 2.6))[1]
-    names = list(outcomes)
-    seconds = [outcomes[name]["seconds"] for name in names]
-    ax.barh(names, seconds, color=["0.6", "tab:green", "tab:red"][:len(names)])
-    for row, name in enumerate(names):
-        ax.annotate(f"  {outcomes[name]['updates']} updates", (seconds[row], row), va="center",
-                    fontsize=8)
-    rounds = outcomes[names[0]]["rounds"]
-    ax.set_xlabel(f"seconds for the same {rounds} FFT rounds (3 Redis round trips per update)")
-    ax.set_xlim(0, max(seconds) * 1.25)
-    ax.invert_yaxis()
-    ax.set_title("the cost of progress: report by time, not by count")
-    return ax
