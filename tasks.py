@@ -55,8 +55,10 @@ app.conf.update(
     task_track_started=True,          # STARTED is reported, not only PENDING → SUCCESS
     result_extended=True,             # results also name their task, arguments and worker
     broker_connection_retry_on_startup=True,
-    # One message at a time per pool process, so tasks spread across workers as you watch
-    # (the default prefetches 4 each, and one worker can hoard a whole burst).
+    # Each pool process reserves at most one message beyond the one it runs (with early
+    # acknowledgement, the default: the optimizing guide), so tasks spread across workers as you
+    # watch; the default of 4 lets one worker hoard a burst. Strictly one at a time takes
+    # task_acks_late=True, or worker_disable_prefetch=True (Celery 5.6+, Redis broker).
     worker_prefetch_multiplier=1,
     # A producer with no broker gives up after a few seconds instead of retrying for ever.
     broker_connection_timeout=3,

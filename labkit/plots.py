@@ -59,7 +59,8 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
     workers = sorted({run.worker for run in runs})
     _draw_lanes(ax, runs, workers, overlaps, lambda run: color[getattr(run, color_by) or "?"])
     sent = [r.sent - r.t0 for r in runs if r.sent and task in (None, r.task) and r.attempt == 0]
-    ax.plot(sent, [-0.58] * len(sent), marker="v", color="dimgrey", linestyle="", markersize=5)
+    ends = [run.rel_end for run in runs if run.rel_end is not None]
+    _draw_sends(ax, sent, close=max(ends + sent + [1.0]) / 100)
 
     ax.set_yticks(range(len(workers)), labels=[w.split("@")[0] for w in workers])
     ax.set_ylim(-0.7, len(workers) - 0.4)
@@ -94,6 +95,22 @@ def _finish(fig, path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def _draw_sends(ax, sent: list[float], close: float) -> None:
+    """A grey triangle per send; sends less than `close` seconds apart share one, marked ×N."""
+    groups: list[list[float]] = []
+    for moment in sorted(sent):
+        if groups and moment - groups[-1][-1] < close:
+            groups[-1].append(moment)
+        else:
+            groups.append([moment])
+    ax.plot([group[0] for group in groups], [-0.58] * len(groups), marker="v", color="dimgrey",
+            linestyle="", markersize=5)
+    for group in groups:
+        if len(group) > 1:
+            ax.annotate(f"×{len(group)}", (group[0], -0.58), xytext=(5, 0),
+                        textcoords="offset points", va="center", fontsize=7, color="dimgrey")
 
 
 def _draw_lanes(ax, runs: list[Run], workers: list[str], overlaps: set, color_of) -> None:

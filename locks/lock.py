@@ -23,12 +23,12 @@ What it adds to `redis.lock.Lock`, which does the rest (thread-local tokens, `ex
 - **A fencing token.** Each acquire also increments `<name>:fence` in the same Lua script, so
   holders get strictly increasing integers (one round trip, as plain redis-py). The token is at
   `<name>` exactly as in redis-py; in Redis Cluster give the name a hash tag, e.g. `{report}`.
-- **A release without Lua where the server can.** Redis 8.4 and later delete a key only if it
-  holds a given value, natively: `DELEX name IFEQ token`, one plain command. Where DELEX is
-  refused, nothing was deleted, and the release runs redis-py's compare-and-delete script instead,
-  as redis-py does. Where it is unavailable (older servers and Valkey answer "unknown command";
-  an ACL may deny it), the lock, and locks made later on the same connection pool, go straight
-  to the script from then on.
+- **A release without Lua where the server can.** Redis 8.4 and later, and Valkey 9.2 and
+  later, delete a key only if it holds a given value, natively: `DELEX name IFEQ token`, one plain
+  command. Where DELEX is refused, nothing was deleted, and the release runs redis-py's
+  compare-and-delete script instead, as redis-py does. Where it is unavailable (older servers,
+  Valkey 9.1 and before included, answer "unknown command"; an ACL may deny it), the lock, and
+  locks made later on the same connection pool, go straight to the script from then on.
 - **Auto-renewal** (`auto_renewal=True`, needs a `timeout`): a daemon thread resets the TTL every
   `renewal_interval` seconds (a third of the timeout by default). If an extension is refused, or
   none has succeeded for a whole timeout, `lock.lost` (a `threading.Event`) is set.
@@ -86,7 +86,7 @@ def fence_key(key: str) -> str:
     return f"{key}:fence"
 
 
-# Connection pools where DELEX is unavailable (unknown before Redis 8.4 and to Valkey, or denied
+# Connection pools where DELEX is unavailable (unknown before Redis 8.4 and Valkey 9.2, or denied
 # by an ACL): their locks release with the Lua script, without asking again.
 _pools_without_delex = weakref.WeakSet()
 
@@ -96,8 +96,8 @@ def _pool_of(client):
 
 
 def _says_delex_is_unavailable(error: redis.RedisError) -> bool:
-    """Unknown before Redis 8.4 and to Valkey, denied by an ACL, or unknown to redis-py's cluster
-    client (which checks commands before sending them)."""
+    """Unknown before Redis 8.4 and Valkey 9.2, denied by an ACL, or unknown to redis-py's
+    cluster client (which checks commands before sending them)."""
     message = str(error).lower()
     return (isinstance(error, NoPermissionError) or "unknown command" in message
             or "command doesn't exist" in message)

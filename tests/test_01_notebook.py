@@ -16,4 +16,4 @@ def test_notebook_01_runs_top_to_bottom_and_stops_its_workers(run_notebook):
     assert len(per_worker) >= 2  # spread over the workers (all 3, unless one was slow to start)
     assert "stopped: ['worker1', 'worker2', 'worker3']" in text
     images = images_of(notebook)
-    assert len(images) == 2  # the state steps and the run timeline of the 15 jobs
+    assert len(images) == 3  # the four parts drawn, the state steps, the run timeline of 15 jobs
