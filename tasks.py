@@ -18,6 +18,8 @@ Settings come from the environment:
     CELERY_RESULT_BACKEND   overrides the result backend only
     MAIL_EVERY, EXTRACT_EVERY, EXTRACT_SECONDS, EXTRACT_EXPIRES, EXTRACT_QUEUE
                             the periodic jobs' timings and remedies, read by beat (lesson 02)
+    REPORT_CRON, CRON_SPEEDUP, CRON_EPOCH
+                            a cron line for the "report" entry, and its clock (lesson 02)
     EXTRACT_SINGLE_INSTANCE=1, EXTRACT_LOCK_TTL
                             beat sends the single-instance extractor; its lock's lease (lesson 03)
     TARGET_MAX_RETRIES, TARGET_BACKOFF, TARGET_BACKOFF_CAP, TARGET_RATE_LIMIT
@@ -37,6 +39,7 @@ from celery import Celery
 
 from labkit import settings, timeline
 from locks.patterns import exclusive, lock_released, one_per_target, run_skipped, single_instance
+from tasklib.clock import cron_schedule
 from tasklib.outbox import Outbox
 from tasklib.progress import FFT_SAMPLES, NoProgress, Progress, check_fft_rounds, check_spectrum
 
@@ -133,17 +136,41 @@ def data_extractor(self, seconds: float = 2.0):
 timeline.connect(app, url=REDIS_URL)
 
 
-MAIL_EVERY = settings.seconds("MAIL_EVERY", 5.0)              # send_mail_from_queue, every few seconds
-EXTRACT_EVERY = settings.seconds("EXTRACT_EVERY", 10.0)       # data_extractor is sent this often...
-EXTRACT_SECONDS = settings.seconds("EXTRACT_SECONDS", 25.0)   # ...and runs longer than that, on purpose
+MAIL_EVERY = settings.seconds("MAIL_EVERY", 5.0)             # send_mail_from_queue, every 5 s
+EXTRACT_EVERY = settings.seconds("EXTRACT_EVERY", 10.0)      # data_extractor is sent this often…
+EXTRACT_SECONDS = settings.seconds("EXTRACT_SECONDS", 25.0)  # …and runs longer, on purpose
 # Remedies that need no lock (lesson 02 shows what each costs):
-EXTRACT_EXPIRES = settings.seconds("EXTRACT_EXPIRES", None)   # a run still queued after this is dropped
+EXTRACT_EXPIRES = settings.seconds("EXTRACT_EXPIRES", None)  # a run queued longer is dropped
 EXTRACT_QUEUE = os.environ.get("EXTRACT_QUEUE") or None  # e.g. "extract", served by one solo worker
 
 # Way 1: the beat_schedule setting, plain data.
 app.conf.beat_schedule = {
     "send-mail": {"task": "tasks.send_mail_from_queue", "schedule": MAIL_EVERY},
 }
+
+# Way 1, by the clock: REPORT_CRON, a cron line ("0 13 * * *": every day at 13:00), adds an entry
+# that beat sends at those times of day — in app.conf.timezone, which is UTC unless you set it
+# (Celery's defaults: timezone "UTC", enable_utc=True). Lesson 02 runs it every minute on a clock
+# ten times as fast (CRON_SPEEDUP=10, from CRON_EPOCH, a Unix time; tasklib/clock.py) so that it
+# fires, at second 0 of beat's clock, several times within seconds. Unset: no such entry.
+REPORT_CRON = os.environ.get("REPORT_CRON", "").strip() or None
+if REPORT_CRON:
+    CRON_SPEEDUP = settings.positive_number("CRON_SPEEDUP", 1.0)
+    try:
+        app.conf.beat_schedule["report"] = {"task": "tasks.report", "schedule": cron_schedule(
+            REPORT_CRON, speedup=CRON_SPEEDUP, epoch=settings.positive_number("CRON_EPOCH", None))}
+    except ValueError as error:
+        raise SystemExit(f"error: REPORT_CRON: {error}") from None
+    if CRON_SPEEDUP > 1:   # beat sleeps up to this long between looks: one second of the fast clock
+        app.conf.beat_max_loop_interval = 1.0 / CRON_SPEEDUP
+
+
+@app.task(bind=True)
+def report(self):
+    """The report beat sends by the clock (REPORT_CRON): which worker made it, and when."""
+    return {"worker": self.request.hostname, "at": time.time()}
+
+
 # Schedule file of a plain `celery -A tasks beat` from the repository root, git-ignored.
 # (labkit's Beat passes its own --schedule under .run/beat/.)
 app.conf.beat_schedule_filename = "celerybeat-schedule"

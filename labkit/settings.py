@@ -29,6 +29,21 @@ def seconds(name: str, default: float | None) -> float | None:
     return number
 
 
+def positive_number(name: str, default: float | None) -> float | None:
+    """A positive number from the environment (a factor, a Unix time…)."""
+    value = os.environ.get(name, "")
+    if value.strip() == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0:
+        raise SystemExit(f"error: {name}={value!r} is not a positive number "
+                         f"— e.g. {name}=10, or unset it for the default")
+    return number
+
+
 def count(name: str, default: int) -> int:
     """A whole number (0 or more) from the environment."""
     value = os.environ.get(name, "").strip()

@@ -1,4 +1,5 @@
-"""Lesson 01: `make figures-01` (`scripts/figures.py 01`) draws img/01_*.png from a real run (here into a scratch folder)."""
+"""Lesson 01: `make figures-01` (`scripts/figures.py 01`) draws img/01_*.png from a real run
+(here into a scratch folder)."""
 import subprocess
 import sys
 

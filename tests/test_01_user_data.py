@@ -93,7 +93,7 @@ with RedisServer(port=6379) as users_redis:
 @pytest.mark.skipif(not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("unshare")
                          and shutil.which("ip")),
                     reason="needs root, unshare and ip to run a Redis of its own on port 6379")
-def test_with_redis_url_unset_the_demo_a_notebook_and_a_figure_script_leave_the_default_redis_alone():
+def test_with_redis_url_unset_the_demo_a_notebook_and_figures_leave_the_default_redis_alone():
     done = subprocess.run(
         ["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {sys.executable} -"],
         input=IN_A_FRESH_NAMESPACE, cwd=REPO_ROOT, capture_output=True, text=True, timeout=280,
