@@ -117,6 +117,21 @@ def test_on_after_configure_is_missed_once_something_has_read_the_configuration(
     assert "too-late" not in app.conf.beat_schedule
 
 
+def test_a_cron_entry_fires_at_second_0_of_beats_clock_every_minute(world):
+    # REPORT_CRON="* * * * *": every minute, at second 0 — on a clock 10× as fast from `epoch`
+    # (a minute every 6 s), so two fires fit in a test. An interval entry would fire relative to
+    # beat's start instead, at any second.
+    epoch = time.time()
+    with beat(world, MAIL_EVERY=3600, EXTRACT_EVERY=3600, REPORT_CRON="* * * * *",
+              CRON_SPEEDUP=10, CRON_EPOCH=epoch):
+        runs = wait_for_runs(world, "tasks.report", 2)
+    fast = [epoch + (run.sent - epoch) * 10 for run in runs]          # when beat sent each
+    seconds_past_the_minute = [moment % 60 for moment in fast]
+    assert all(second < 5 for second in seconds_past_the_minute), seconds_past_the_minute
+    minutes = [int(moment // 60) for moment in fast]
+    assert minutes[1] - minutes[0] == 1, minutes                     # one fire per minute
+
+
 # --- The flaw: a slow periodic task overlaps with itself -------------------------------------
 
 def test_a_periodic_task_slower_than_its_interval_overlaps_itself_on_several_workers(world):
