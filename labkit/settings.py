@@ -16,21 +16,15 @@ import os
 
 def seconds(name: str, default: float | None) -> float | None:
     """A positive duration from the environment, so notebooks and tests can compress time."""
-    value = os.environ.get(name, "")
-    if value.strip() == "":
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0:
-        raise SystemExit(f"error: {name}={value!r} is not a positive number of seconds "
-                         f"— e.g. {name}=5, or unset it for the default")
-    return number
+    return _positive(name, default, "a positive number of seconds", example=5)
 
 
 def positive_number(name: str, default: float | None) -> float | None:
     """A positive number from the environment (a factor, a Unix time…)."""
+    return _positive(name, default, "a positive number", example=10)
+
+
+def _positive(name: str, default, what: str, example) -> float | None:
     value = os.environ.get(name, "")
     if value.strip() == "":
         return default
@@ -38,9 +32,9 @@ def positive_number(name: str, default: float | None) -> float | None:
         number = float(value)
     except ValueError:
         number = -1.0
-    if not number > 0:
-        raise SystemExit(f"error: {name}={value!r} is not a positive number "
-                         f"— e.g. {name}=10, or unset it for the default")
+    if not number > 0:   # NaN is not > 0 either
+        raise SystemExit(f"error: {name}={value!r} is not {what} "
+                         f"— e.g. {name}={example}, or unset it for the default")
     return number
 
 
