@@ -178,6 +178,9 @@ app.conf.beat_schedule_filename = "celerybeat-schedule"
 # `celery -A tasks beat -S redbeat.RedBeatScheduler`; its lock lasts 5 × --max-interval unless set.
 if os.environ.get("REDBEAT_LOCK_TIMEOUT"):
     app.conf.redbeat_lock_timeout = int(settings.seconds("REDBEAT_LOCK_TIMEOUT", None))
+# Its keys (schedule, entries, lock) under a prefix of our own, not the default "redbeat:": a
+# lesson that cleans up after itself then deletes only these, even in a Redis shared with an app.
+app.conf.redbeat_key_prefix = "learn-celery:redbeat:"
 
 
 # Way 2: add_periodic_task, in code. Connected to on_after_finalize, not on_after_configure as

@@ -18,5 +18,6 @@ def test_notebook_02_runs_top_to_bottom_and_shows_overlaps_and_the_fixes(run_not
     assert re.search(r"\b0 overlapping runs; longest queue 'extract'", text)   # the solo worker
     assert re.search(r"[1-9]\d* runs dropped as expired", text)
     assert "failover:" in text
+    assert re.search(r"report sent at \d\d:\d\d:0[0-4]\.\d on beat's clock", text)   # crontab
     images = images_of(notebook)
-    assert len(images) == 6   # overlap, queue length, expires, solo queue, two beats, redbeat
+    assert len(images) == 7   # overlap, queue length, expires, solo queue, two beats, redbeat, cron
