@@ -1,6 +1,6 @@
 """Lesson 03's steps a → f, each lock's flaw played by real processes with a forced interleaving.
 
-Usage (notebook 03a and tests/test_03_locks_steps.py call these)::
+Usage (notebooks 03a and 03b, and tests/test_03_locks_steps.py call these)::
 
     >>> show_a(url)                       # 8 processes × 500 increments, no lock: 500, not 4000
     >>> show_a_fixed(url, Lock)           # the same inside locks.Lock: 4000
@@ -35,6 +35,10 @@ from locks import a_no_lock, b_check_then_set, c_setnx_forever, d_expiry_plain_d
 from locks.lock import Lock
 
 WAIT = 30.0  # every forced wait has a limit: a broken story fails instead of hanging
+# How often a process waiting for the counter's lock asks again. The holder asks again at once
+# after each release and mostly keeps the lock, so seven waiters asking every 2 ms (3500 round
+# trips a second) only took CPU from it: 8 × 500 locked increments used twice the CPU.
+COUNTER_LOCK_POLL = 0.05
 
 
 # --- notes the processes take ----------------------------------------------------------------
@@ -92,7 +96,7 @@ def _count_up(url, key, times, increment, lock_class, barrier, window) -> None:
         if lock_class is None:
             increment(client, key, pause)
             continue
-        lock = lock_class(client, f"{key}:lock", timeout=10, sleep=0.002)
+        lock = lock_class(client, f"{key}:lock", timeout=10, sleep=COUNTER_LOCK_POLL)
         if not lock.acquire(blocking_timeout=WAIT):
             raise TimeoutError(f"no lock on {key} within {WAIT} s")
         try:
