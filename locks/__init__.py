@@ -28,6 +28,7 @@ from locks.lock import (
     StaleFenceError,
     fence_key,
     fenced_write,
+    highest_fence_key,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "StaleFenceError",
     "fence_key",
     "fenced_write",
+    "highest_fence_key",
 ]

@@ -30,17 +30,35 @@ What it adds to `redis.lock.Lock`, which does the rest (thread-local tokens, `ex
   Valkey 9.1 and before included, answer "unknown command"; an ACL may deny it), the lock, and
   locks made later on the same connection pool, go straight to the script from then on.
 - **Auto-renewal** (`auto_renewal=True`, needs a `timeout`): a daemon thread resets the TTL every
-  `renewal_interval` seconds (a third of the timeout by default). If an extension is refused, or
-  none has succeeded for a whole timeout, `lock.lost` (a `threading.Event`) is set.
+  `renewal_interval` seconds (a third of the timeout by default). `lock.lost` (a
+  `threading.Event`, one per holder) is set when an extension is refused, and — read at any
+  moment — once the last lease known to be set has run out, counted from before its request was
+  sent: the holder knows before anyone else can take the lock, even while a renewal hangs. A
+  Lock dropped without a release is renewed no more: its lease runs out.
 - **Fenced writes.** `lock.fenced_write(key, value)` sets `key` only if this holder's fence is
-  at least the highest fence that key has seen (kept in `<key>:fence`). A holder that was paused
-  past its lease (GC, SIGSTOP, a VM migration) comes back with an old fence and is refused with
-  `StaleFenceError` instead of overwriting a newer holder's work; once `lost` is set it gets
-  `LockLostError` without even trying.
+  at least the highest fence that key has accepted (kept in `<key>:highest-fence`, apart from
+  the locks' counters). A holder that was paused past its lease (GC, SIGSTOP, a VM migration)
+  comes back with an old fence and is refused with `StaleFenceError` instead of overwriting a
+  newer holder's work; once `lost` is set it gets `LockLostError` without even trying. A write
+  to the lock's own keys (`lock.fenced_write(lock.name, …)`) is refused with a LockError.
 
 A lease is not mutual exclusion: renewal runs in the paused process too, so only the resource
-can tell an old holder from a new one. Fencing needs the resource's cooperation: here the resource
-is a Redis key written through a Lua script; a database would check the fence in its UPDATE.
+can tell an old holder from a new one. What fencing needs:
+
+- **The resource's cooperation.** It keeps the highest fence it has accepted and checks it in
+  the same atomic step as the write: a Lua script on a Redis key, as here; in SQL,
+  `UPDATE … SET value = :v, fence = :f WHERE id = :id AND fence <= :f`. Every write path must go
+  through that check.
+- **Fences that never go back.** The counter `<name>:fence` and each resource's highest fence
+  are only as durable as the Redis that keeps them. An `allkeys-*` or `volatile-*` eviction
+  policy can evict them, a restart without persistence, a FLUSHDB or a failover to a lagging
+  replica can lose them: the counter starts again at 1, and an old holder's fence passes the
+  `>=` check again. Configure `maxmemory-policy noeviction`, persistence (`appendonly yes`,
+  `appendfsync everysec` or `always`), and keep locks and fenced resources away from databases
+  that get flushed; a resource in a database of its own should store its highest fence itself.
+- **One resource key at a time.** The check guards the key it is written with: a holder whose
+  lease has ended can still write a key the new holder has not written yet. Fence every key the
+  work writes, or put the work's writes in one key (or one row).
 """
 from __future__ import annotations
 
@@ -56,34 +74,16 @@ import redis.lock
 from redis.exceptions import LockError, LockNotOwnedError, NoPermissionError, NoScriptError
 from redis.typing import Number
 
+from locks.fair import (ACQUIRE_OR_QUEUE, LEAVE_QUEUE, RELEASE_AND_HAND_OVER, queue_key,
+                        wait_in_turn)
+from locks.fencing import (FENCED_WRITE_SCRIPT, LockLostError, StaleFenceError, fence_key,
+                           fenced_write, highest_fence_key)
+from locks.lease import Lease, LeaseLost, Watchdog, lease_end
+
+__all__ = ["FENCED_WRITE_SCRIPT", "Lock", "LockLostError", "StaleFenceError", "fence_key",
+           "fenced_write", "highest_fence_key"]
+
 logger = logging.getLogger(__name__)
-
-
-class LockLostError(LockError):
-    """The lock's lease ended while its holder still ran (a renewal failed): stop writing."""
-
-
-class StaleFenceError(LockError):
-    """The resource has seen a newer fencing token: this holder's write was refused."""
-
-
-# KEYS[1] resource key, KEYS[2] the highest fence the resource has seen
-# ARGV[1] value, ARGV[2] the writer's fencing token
-# returns 1 when written, 0 when a newer fence was seen before (nothing is written)
-FENCED_WRITE_SCRIPT = """
-    local highest = tonumber(redis.call('get', KEYS[2]) or '0')
-    if tonumber(ARGV[2]) < highest then
-        return 0
-    end
-    redis.call('set', KEYS[2], ARGV[2])
-    redis.call('set', KEYS[1], ARGV[1])
-    return 1
-"""
-
-
-def fence_key(key: str) -> str:
-    """Where lock `key` counts its fencing tokens, or resource `key` keeps the highest it saw."""
-    return f"{key}:fence"
 
 
 # Connection pools where DELEX is unavailable (unknown before Redis 8.4 and Valkey 9.2, or denied
@@ -102,41 +102,29 @@ def _says_delex_is_unavailable(error: redis.RedisError) -> bool:
     return (isinstance(error, NoPermissionError) or "unknown command" in message
             or "command doesn't exist" in message)
 
-_fenced_write_script = None  # a redis-py Script, made on first use; it runs on any client
-
-
-def fenced_write(client: redis.Redis, key: str, value, fence: int) -> bool:
-    """Set `key` to `value` if `fence` ≥ every fence `key` has accepted; True when written.
-
-    Fences are counted per lock name: guard each resource with one lock name, always the same.
-    """
-    global _fenced_write_script
-    if _fenced_write_script is None:
-        _fenced_write_script = client.register_script(FENCED_WRITE_SCRIPT)
-    # EVALSHA with this client; redis-py loads the script if the server does not know it yet
-    return bool(_fenced_write_script(keys=[key, fence_key(key)], args=[value, fence],
-                                     client=client))
-
-
 class Lock(redis.lock.Lock):
     """A drop-in `redis.lock.Lock` with a fencing token, auto-renewal and fenced writes."""
 
     lua_acquire = None
+    lua_acquire_or_queue = None
+    lua_release_and_hand_over = None
+    lua_leave_queue = None
 
     # KEYS[1] lock name, KEYS[2] fence counter
     # ARGV[1] token, ARGV[2] ttl in ms ("0": no expiry)
-    # returns the new fencing token, or 0 when the lock is held by someone else
+    # returns the new fencing token, or 0 when the lock is held by someone else; an error, with
+    # nothing written, when the counter holds no integer (INCR is the first write: issue #16.2)
     LUA_ACQUIRE_SCRIPT = """
-        local ok
-        if tonumber(ARGV[2]) > 0 then
-            ok = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-        else
-            ok = redis.call('set', KEYS[1], ARGV[1], 'NX')
-        end
-        if not ok then
+        if redis.call('exists', KEYS[1]) == 1 then
             return 0
         end
-        return redis.call('incr', KEYS[2])
+        local fence = redis.call('incr', KEYS[2])
+        if ARGV[2] == '0' then
+            redis.call('set', KEYS[1], ARGV[1])
+        else
+            redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        end
+        return fence
     """
 
     def __init__(
@@ -152,14 +140,20 @@ class Lock(redis.lock.Lock):
         *,
         auto_renewal: bool = False,
         renewal_interval: Optional[Number] = None,
+        fair: bool = False,
     ):
         """The arguments of `redis.lock.Lock`, plus:
 
         ``auto_renewal``: while held, a daemon thread resets the TTL to ``timeout`` every
-        ``renewal_interval`` seconds (default ``timeout / 3``); when that fails, ``lost`` is set.
-        Through ``redis_client.lock(...)``, pass ``lock_class=functools.partial(Lock,
-        auto_renewal=True)``.
+        ``renewal_interval`` seconds (default ``timeout / 3``); ``lost`` is set when a renewal is
+        refused, or when the last confirmed lease runs out. Through ``redis_client.lock(...)``,
+        pass ``lock_class=functools.partial(Lock, auto_renewal=True)``.
+
+        ``fair``: a blocked ``acquire`` queues instead of polling every ``sleep`` s, and a release
+        hands the lock to the first waiter in the queue (see `locks.fair`); ``sleep`` stays the
+        fallback: a waiter renews its place in the queue that often.
         """
+        _ttl_ms(timeout, name)  # refuse a lease Redis cannot set now, not at the first acquire
         if auto_renewal and not timeout:
             raise LockError("auto_renewal needs a timeout: a lock without one never expires",
                             lock_name=name)
@@ -170,12 +164,13 @@ class Lock(redis.lock.Lock):
         super().__init__(redis, name, timeout=timeout, sleep=sleep, blocking=blocking,
                          blocking_timeout=blocking_timeout, thread_local=thread_local,
                          raise_on_release_error=raise_on_release_error)
+        if thread_local:  # every thread starts holding nothing (redis-py's raises AttributeError)
+            self.local = _HolderLocal()
         self.auto_renewal = auto_renewal
+        self.fair = fair
         self.renewal_interval = renewal_interval or (timeout / 3 if timeout else None)
-        self.local.fence = None
+        self.local.lease = None
         self.fence_counter_key = fence_key(name)  # counted per lock name, next to it
-        self.lost = threading.Event()
-        self._watchdog: Optional[_Watchdog] = None
         # try DELEX first unless this client's server already said it has none
         self._release_with_delex = _pool_of(redis) not in _pools_without_delex
 
@@ -184,13 +179,32 @@ class Lock(redis.lock.Lock):
         cls = self.__class__
         if cls.lua_acquire is None:
             cls.lua_acquire = self.redis.register_script(cls.LUA_ACQUIRE_SCRIPT)
+        if cls.lua_acquire_or_queue is None:
+            cls.lua_acquire_or_queue = self.redis.register_script(ACQUIRE_OR_QUEUE)
+            cls.lua_release_and_hand_over = self.redis.register_script(RELEASE_AND_HAND_OVER)
+            cls.lua_leave_queue = self.redis.register_script(LEAVE_QUEUE)
+
+    @property
+    def _lease(self) -> Optional[Lease]:
+        """This holder's lease (this thread's, with thread_local), the last one it had."""
+        return getattr(self.local, "lease", None)
 
     @property
     def fence(self) -> Optional[int]:
         """This holder's fencing token, or None when it does not hold the lock."""
-        if getattr(self.local, "token", None) is None:
+        lease = self._lease
+        if getattr(self.local, "token", None) is None or lease is None:
             return None
-        return getattr(self.local, "fence", None)
+        return lease.fence
+
+    @property
+    def lost(self) -> LeaseLost:
+        """Set once this holder may have lost the lock (with auto_renewal; see `LeaseLost`).
+
+        Per holder: another thread acquiring the same Lock object gets an Event of its own.
+        """
+        lease = self._lease
+        return lease.lost if lease is not None else LeaseLost()
 
     def acquire(self, sleep=None, blocking=None, blocking_timeout=None, token=None) -> bool:
         if token is None:
@@ -211,26 +225,52 @@ class Lock(redis.lock.Lock):
         stop_trying_at = None
         if blocking_timeout is not None:
             stop_trying_at = time.monotonic() + blocking_timeout
+        self._let_own_lease_run_out()
         while not self.do_acquire(token):
             if not blocking:
                 return False
+            if self.fair:
+                if not self._wait_in_turn(token, sleep, stop_trying_at):
+                    return False
+                break
             next_try_at = time.monotonic() + sleep
             if stop_trying_at is not None and next_try_at > stop_trying_at:
                 return False
             time.sleep(sleep)
         self.local.token = token
-        if self.lost.is_set():
-            self.lost.clear()
         if self.auto_renewal:
-            self._start_watchdog(token)
+            self._start_watchdog()
         return True
 
+    def _let_own_lease_run_out(self) -> None:
+        """Acquiring again what this holder holds: stop renewing the old lease (issue #16.5).
+
+        As with redis-py's Lock, the new acquire then succeeds once the old lease has run out;
+        a watchdog still renewing it would make that never.
+        """
+        lease = self._lease
+        if lease is not None and lease.watchdog is not None and self.local.token is not None:
+            lease.stop_renewing()
+            lease.lost.set()
+
     def do_acquire(self, token) -> bool:
-        ttl_ms = int(self.timeout * 1000) if self.timeout else 0
+        ttl_ms = _ttl_ms(self.timeout, self.name)
+        sent_at = time.monotonic()
         fence = self._run(self.lua_acquire, 2, self.name, self.fence_counter_key, token, ttl_ms)
         if not fence:
             return False
-        self.local.fence = int(fence)
+        ends_at = lease_end(sent_at, self.timeout) if self.auto_renewal else None
+        self.local.lease = Lease(token, int(fence), LeaseLost(ends_at))
+        return True
+
+    def _wait_in_turn(self, token, sleep, stop_trying_at) -> bool:
+        turn = wait_in_turn(self, token, _ttl_ms(self.timeout, self.name), sleep,
+                                 stop_trying_at)
+        if turn is None:
+            return False
+        fence, not_before = turn  # the lease began after `not_before`: `lost` counts from there
+        ends_at = lease_end(not_before, self.timeout) if self.auto_renewal else None
+        self.local.lease = Lease(token, fence, LeaseLost(ends_at))
         return True
 
     def do_release(self, expected_token) -> None:
@@ -244,6 +284,9 @@ class Lock(redis.lock.Lock):
         Redis ≥ 8.4 does it natively with DELEX, a plain command that costs the server about a
         fifth of what the script does (1.2 µs against 6 µs); older servers run the script.
         """
+        if self.fair:  # hand over to the first waiter in the same step
+            return self._run(self.lua_release_and_hand_over, 3, self.name,
+                             self.fence_counter_key, queue_key(self.name), token)
         if self._release_with_delex:
             try:
                 # execute_command, not redis-py's delex(): that one warns "experimental" per call
@@ -271,21 +314,38 @@ class Lock(redis.lock.Lock):
             return self.redis.evalsha(script.sha, numkeys, *keys_and_args)
 
     def release(self) -> None:
-        if self._watchdog is not None:
-            self._stop_watchdog()
-        try:
-            super().release()
-        finally:
-            self.local.fence = None
+        lease = self._lease
+        if lease is not None and self.local.token is not None:  # only a holder stops its own
+            lease.stop_renewing()
+        super().release()
+
+    def do_extend(self, additional_time, replace_ttl):
+        sent_at = time.monotonic()
+        done = super().do_extend(additional_time, replace_ttl)
+        if replace_ttl:  # may be shorter than the watchdog's last lease: `lost` must know
+            self._lease_renewed_until(lease_end(sent_at, additional_time))
+        return done
+
+    def do_reacquire(self):
+        sent_at = time.monotonic()
+        done = super().do_reacquire()
+        self._lease_renewed_until(lease_end(sent_at, self.timeout))
+        return done
+
+    def _lease_renewed_until(self, ends_at: float) -> None:
+        lease = self._lease
+        if lease is not None and lease.lost.ends_at is not None:
+            lease.lost.renewed_until(ends_at)
 
     def fenced_write(self, key: str, value) -> None:
         """Set `key` to `value` unless a newer holder has written it (see the module docstring).
 
-        Raises LockLostError once a renewal failed, StaleFenceError when the resource has seen a
-        newer fence, LockError when this lock is not held.
+        Raises LockLostError once `lost` is set, StaleFenceError when the resource has seen a
+        newer fence, LockError when this lock is not held or `key` is one of the lock's own keys.
         """
+        self._refuse_own_keys(key)
         if self.lost.is_set():
-            raise LockLostError(f"lock {self.name!r} was lost (its renewal failed): "
+            raise LockLostError(f"lock {self.name!r} was lost (its lease may have ended): "
                                 f"not writing {key!r}", lock_name=self.name)
         fence = self.fence
         if fence is None:
@@ -295,48 +355,37 @@ class Lock(redis.lock.Lock):
             raise StaleFenceError(f"write to {key!r} refused: fence {fence} of lock {self.name!r} "
                                   "is older than one the resource has seen", lock_name=self.name)
 
-    def _start_watchdog(self, token) -> None:
-        self._stop_watchdog()
-        self._watchdog = _Watchdog(self, token)
-        self._watchdog.start()
+    def _refuse_own_keys(self, key) -> None:
+        encode = self.redis.get_encoder().encode
+        own = {encode(self.name), encode(self.fence_counter_key)}
+        if {encode(key), encode(highest_fence_key(key))} & own:
+            raise LockError(f"lock {self.name!r} cannot write {key!r}: that would overwrite the "
+                            "lock's own keys; name the resource differently", lock_name=self.name)
 
-    def _stop_watchdog(self) -> None:
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            watchdog.stop()
+    def _start_watchdog(self) -> None:
+        lease = self._lease
+        lease.watchdog = Watchdog(lease, self.redis, self.name, self.lua_reacquire,
+                                  self.timeout, self.renewal_interval)
+        lease.watchdog.start()
 
 
-class _Watchdog(threading.Thread):
-    """Resets the lease of one holder (one token) until stopped, or until it cannot."""
+class _HolderLocal(threading.local):
+    """A holder's token and lease, per thread; None in a thread that has not acquired."""
 
-    def __init__(self, lock: Lock, token):
-        super().__init__(name=f"lock-renewal:{lock.name}", daemon=True)
-        self.lock = lock
-        self.token = token  # captured here: with thread_local tokens, this thread sees none
-        self.ttl_ms = int(lock.timeout * 1000)
-        self.stopped = threading.Event()
+    token = None
+    lease: Optional[Lease] = None
 
-    def run(self) -> None:
-        confirmed_at = time.monotonic()
-        while not self.stopped.wait(self.lock.renewal_interval):
-            asked_at = time.monotonic()
-            try:
-                renewed = self.lock.lua_reacquire(keys=[self.lock.name],
-                                                  args=[self.token, self.ttl_ms],
-                                                  client=self.lock.redis)
-            except redis.RedisError as error:  # Redis unreachable: the lease may still run
-                logger.warning("renewing lock %r failed: %s", self.lock.name, error)
-                renewed = None
-            if renewed:
-                confirmed_at = asked_at  # the new TTL started no earlier than we asked
-                continue
-            if renewed is not None or time.monotonic() - confirmed_at >= self.lock.timeout:
-                if not self.stopped.is_set():  # a release racing us is not a loss
-                    logger.warning("lock %r lost: its lease could not be renewed", self.lock.name)
-                    self.lock.lost.set()
-                return
 
-    def stop(self) -> None:
-        self.stopped.set()
-        if self is not threading.current_thread():
-            self.join()
+def _ttl_ms(timeout: Optional[Number], name: str) -> int:
+    """The lease in ms for the acquire script, 0 for none (timeout None or 0, as redis-py).
+
+    A timeout under 1 ms or negative is refused, as Redis refuses it to redis-py ("invalid
+    expire time"): the script would otherwise set no expiry at all (issue #16.3).
+    """
+    if not timeout:
+        return 0
+    ttl_ms = int(timeout * 1000)
+    if ttl_ms < 1:
+        raise LockError(f"timeout {timeout!r} s for lock {name!r}: a lease must be at least "
+                        "0.001 s (or None: no expiry)", lock_name=name)
+    return ttl_ms

@@ -16,6 +16,20 @@ Usage (the Lesson 03 section of tasks.py)::
     @one_per_target(db, "target", max_retries=5)   # dave busy? come back later, with backoff
     def run_on_target(self, target): ...
 
+The run's lock is `self.request.lock` (the request is Celery's per-run context, as
+`self.request.retries` is): its `fence`, its `lost` event and `fenced_write`, so a body can
+fence its writes and stop when its lease is lost::
+
+    @app.task(bind=True)
+    @exclusive(db, "outbox", wait=30)
+    def send_mail_from_queue_locked(self):
+        lock = self.request.lock
+        email = next_pending()
+        if lock.lost.is_set():                   # the lease ended: another run may have it
+            raise LockLostError(...)
+        send(email)
+        lock.fenced_write(f"outbox:status:{email}", "sent")   # refused if a newer holder wrote
+
 `db` is a function returning the redis.Redis that holds the locks, called in the worker at run
 time. The locks are named "lock:<task name>", "lock:<name>" and "lock:<task name>:<target>".
 
@@ -23,6 +37,10 @@ time. The locks are named "lock:<task name>", "lock:<name>" and "lock:<task name
 so it need not outlive the run, and a worker killed mid-run frees it after at most `ttl` seconds.
 LOCK_CLASS is the one switch: redis-py's `redis.lock.Lock` works too, with a ttl longer than any
 run (it does not renew itself).
+
+A message redelivered after a crash (`acks_late=True`, the worker killed mid-run) finds the
+dead run's lock still held until its lease ends. `single_instance` does not skip it, which would
+report success for work never done: it retries the task once that lease has run out.
 
 Two Celery signals tell whoever listens (the lessons' run timeline does) what a lock did, with
 the task as the sender::
@@ -67,9 +85,11 @@ def _lock(db, name: str, ttl: float, **options):
 def _holding(lock, task):
     """Release `lock` when the run ends, say so when it was lost on the way, and tell listeners."""
     acquired_at = time.time()
+    task.request.lock = lock
     try:
         yield lock
     finally:
+        task.request.lock = None
         done_at = time.time()  # before the release: the window the lock guarded
         lost = getattr(lock, "lost", None)
         if lost is not None and lost.is_set():
@@ -84,12 +104,18 @@ def _holding(lock, task):
 
 
 def single_instance(db, ttl: float = 10, name: str | None = None):
-    """Run the task only if no other run of it is going on; otherwise skip this run."""
+    """Run the task only if no other run of it is going on; otherwise skip this run.
+
+    A redelivered message is not skipped but retried once the holder's lease has run out: the
+    holder may be the crashed run of this very message.
+    """
     def decorate(run):
         @functools.wraps(run)
         def wrapper(self, *args, **kwargs):
             lock = _lock(db, name or f"lock:{self.name}", ttl, blocking=False)
             if not lock.acquire():
+                if _redelivered(self):
+                    raise _retry_after_lease(self, lock)
                 logger.info("%s: the previous run still holds %s, skipping", self.name, lock.name)
                 run_skipped.send(sender=self, lock_name=lock.name)
                 return None
@@ -97,6 +123,20 @@ def single_instance(db, ttl: float = 10, name: str | None = None):
                 return run(self, *args, **kwargs)
         return wrapper
     return decorate
+
+
+def _redelivered(task) -> bool:
+    """Whether this message was delivered before (kombu sets it when it restores an unacked one)."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
+
+
+def _retry_after_lease(task, lock):
+    """The lock is likely the crashed run's own, its lease still running: come back after it."""
+    remaining = max(lock.redis.pttl(lock.name), 0) / 1000 + 0.1
+    logger.warning("%s: redelivered, and %s is still held (maybe by the crashed run): "
+                   "retrying in %.1f s, when that lease has run out", task.name, lock.name,
+                   remaining)
+    return task.retry(countdown=remaining)
 
 
 def exclusive(db, name: str, wait: float, ttl: float = 10):

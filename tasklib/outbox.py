@@ -22,6 +22,7 @@ import time
 MESSAGES = "outbox:messages"      # hash: message id -> JSON {"to", "subject"}
 STATUS = "outbox:status"          # hash: message id -> "pending" | "sent"
 DELIVERIES = "outbox:deliveries"  # list: one JSON {"message", "worker"} per email sent
+CLAIMED_BY = "outbox:claimed-by:"  # + id: who claimed it under the lock (a fenced write)
 
 
 class Outbox:
@@ -35,6 +36,8 @@ class Outbox:
         ids = [f"{number:04d}" for number in range(1, count + 1)]
         pipe = self.client().pipeline()
         pipe.delete(MESSAGES, STATUS, DELIVERIES)
+        for key in self.client().scan_iter(f"{CLAIMED_BY}*"):   # and the claims' fences
+            pipe.delete(key)
         for message_id in ids:
             email = {"to": f"user{message_id}@example.com", "subject": f"Your report #{message_id}"}
             pipe.hset(MESSAGES, message_id, json.dumps(email))
@@ -46,15 +49,20 @@ class Outbox:
         statuses = self.client().hgetall(STATUS)
         return min((id_ for id_, status in statuses.items() if status == "pending"), default=None)
 
-    def send_next(self, worker: str, pause: float = 0.0) -> str | None:
+    def send_next(self, worker: str, pause: float = 0.0, lock=None) -> str | None:
         """Send the next pending email as `worker`; its id, or None when the outbox is empty.
 
         `pause` (seconds) widens the gap between reading and writing, to make the race visible.
+        `lock`, a held locks.Lock: before sending, the email is claimed with a fenced write, which
+        fails (LockLostError, StaleFenceError) for a holder that may have lost its lock — a
+        holder paused past its lease sends nothing.
         """
         message_id = self.next_pending()                             # read
         if message_id is None:
             return None
         time.sleep(pause)
+        if lock is not None:
+            lock.fenced_write(f"{CLAIMED_BY}{message_id}", worker)  # still ours? else it raises
         delivery = {"message": message_id, "worker": worker}
         self.client().rpush(DELIVERIES, json.dumps(delivery))       # "send" the email
         self.client().hset(STATUS, message_id, "sent")              # write

@@ -324,6 +324,6 @@ def test_a_failed_renewal_marks_the_lock_lost_and_fenced_writes_then_raise(each_
 def test_release_stops_the_renewal_thread(redis_client, name):
     lock = Lock(redis_client, name, timeout=0.3, auto_renewal=True)
     with lock:
-        watchdog = lock._watchdog
+        watchdog = lock._lease.watchdog
         assert watchdog.is_alive()
     assert not watchdog.is_alive() and not lock.lost.is_set()
