@@ -15,7 +15,7 @@ Usage (workers started first, see tasks.py)::
     $ python invoker.py target dave dave alice                 # lesson 03: dave's 2nd task waits
     $ python invoker.py burst 200            # 200 tiny tasks; prints tasks per second
     $ python invoker.py --no-wait add 2 3    # fire and forget: prints the task id only
-    $ python invoker.py fft 200000           # a live progress bar; Ctrl-C revokes the task
+    $ python invoker.py fft 200000           # a live progress bar; Ctrl-C asks the task to stop
     $ python invoker.py fft 100000 --tasks 6 # six at once, one bar each
     $ python invoker.py spectrum --tones 440 1000:0.5 2500:0.8 --frames 500
 

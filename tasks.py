@@ -266,6 +266,12 @@ def run_on_target(self, target: str, seconds: float = 1.0):
 # clock, at most once per FFT_PROGRESS_INTERVAL seconds plus a final update, and sends each update
 # as a `task-progress` event too, for monitors such as Flower.
 #
+# Stopping one: a producer calls request_cancel(app, ids) (tasklib/progress.py) and revoke(ids)
+# WITHOUT terminate. At its next update (within FFT_PROGRESS_INTERVAL) the task's Progress sees
+# the request, stores REVOKED and raises TaskCancelled: the loop stops, `with` closes what Progress
+# opened, and the pool process takes the next task. revoke(terminate=True) is the last resort for
+# a task that never reports: it kills the pool process, whatever it runs by then, prefork only.
+#
 # numpy and scipy are imported inside the tasks, not here: every producer (invoker.py, the
 # notebooks) imports this file, and scipy.signal alone takes about a second to import. A pool
 # process pays that once, on its first FFT task.
@@ -278,8 +284,9 @@ def fft_random(self, n: int, report: bool = True, interval: float | None = None,
                seed: int | None = None) -> dict:
     """`n` rounds of an FFT over 2000 normally distributed samples, reporting PROGRESS.
 
-    Returns {"rounds", "samples", "mean_power", "seconds", "updates", "progress_seconds"}
-    (the last: time spent reporting, inside "seconds"). `mean_power` is the mean
+    Returns {"rounds", "samples", "mean_power", "seconds", "updates", "progress_seconds",
+    "progress_cpu_seconds"} (the last two: time spent reporting, inside "seconds", and the CPU
+    time of it; the rest was waiting for Redis and the scheduler). `mean_power` is the mean
     of |X_k|² / samples over all bins and rounds, close to 1.0 for unit-variance noise
     (Parseval's theorem), so even a random workload has an answer to check.
     """
@@ -287,17 +294,18 @@ def fft_random(self, n: int, report: bool = True, interval: float | None = None,
     from scipy import fft as scipy_fft
 
     rounds = check_fft_rounds(n)
-    progress = Progress(self, rounds, PROGRESS_INTERVAL if interval is None else interval) if report else NoProgress()
+    every = PROGRESS_INTERVAL if interval is None else interval
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     power = 0.0
-    for done in range(1, rounds + 1):
-        transform = scipy_fft.fft(rng.standard_normal(FFT_SAMPLES))
-        power += np.vdot(transform, transform).real / FFT_SAMPLES**2
-        progress.advance(done)
+    with Progress(self, rounds, every) if report else NoProgress() as progress:
+        for done in range(1, rounds + 1):
+            transform = scipy_fft.fft(rng.standard_normal(FFT_SAMPLES))
+            power += np.vdot(transform, transform).real / FFT_SAMPLES**2
+            progress.advance(done)   # raises TaskCancelled if a producer asked it to stop
     return {"rounds": rounds, "samples": FFT_SAMPLES, "mean_power": float(power / rounds),
             "seconds": time.perf_counter() - started, "updates": progress.updates,
-            "progress_seconds": progress.seconds}
+            "progress_seconds": progress.seconds, "progress_cpu_seconds": progress.cpu_seconds}
 
 
 @app.task(bind=True)
@@ -320,19 +328,19 @@ def spectrum(self, tones, frames: int = 200, frame_size: int = 4096, sample_rate
     from scipy import signal as scipy_signal
 
     tones = check_spectrum(tones, frames, frame_size, sample_rate, noise)
-    progress = Progress(self, frames, PROGRESS_INTERVAL if interval is None else interval)
     rng = np.random.default_rng(seed)
     window = scipy_signal.get_window("hann", frame_size)
     scale = 2.0 / window.sum()   # a tone of amplitude A on a bin comes out as A
     phases = rng.uniform(0, 2 * np.pi, len(tones))
     total = np.zeros(frame_size // 2 + 1)
-    for frame in range(frames):
-        t = (frame * frame_size + np.arange(frame_size)) / sample_rate   # one continuous signal
-        x = noise * rng.standard_normal(frame_size)
-        for (frequency, amplitude), phase in zip(tones, phases):
-            x += amplitude * np.sin(2 * np.pi * frequency * t + phase)
-        total += np.abs(scipy_fft.rfft(x * window)) * scale
-        progress.advance(frame + 1)
+    with Progress(self, frames, PROGRESS_INTERVAL if interval is None else interval) as progress:
+        for frame in range(frames):
+            t = (frame * frame_size + np.arange(frame_size)) / sample_rate  # one signal, cut
+            x = noise * rng.standard_normal(frame_size)
+            for (frequency, amplitude), phase in zip(tones, phases):
+                x += amplitude * np.sin(2 * np.pi * frequency * t + phase)
+            total += np.abs(scipy_fft.rfft(x * window)) * scale
+            progress.advance(frame + 1)
     magnitudes = total / frames
     frequencies = scipy_fft.rfftfreq(frame_size, d=1.0 / sample_rate)
     found, _ = scipy_signal.find_peaks(magnitudes)

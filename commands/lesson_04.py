@@ -5,18 +5,23 @@
     $ python invoker.py spectrum --tones 440 1000:0.5 2500:0.8 --frames 500
 
 For these, --timeout is the longest wait without news (each update is a sign of life), not the
-length of the whole run.
+length of the whole run. Ctrl-C asks the unfinished tasks to stop (cooperative cancellation, see
+`cancel`), waits a few seconds for them, and says in one line what happened.
 """
 from __future__ import annotations
 
 import argparse
 import time
 
+from celery import states
+
 import tasks
 from commands.common import (EXIT_INTERRUPTED, EXIT_NO_WORKER, EXIT_TASK_FAILED, EXIT_USAGE,
                              START_A_WORKER, InvokerError, any_worker_answers, positive_int,
                              wait_for)
-from tasklib.progress import MAX_FFT_ROUNDS, check_fft_rounds, check_spectrum
+from tasklib.progress import MAX_FFT_ROUNDS, check_fft_rounds, check_spectrum, request_cancel
+
+CANCEL_WAIT = 5.0   # seconds Ctrl-C waits for the tasks to stop: a reporting task needs 0.2
 
 
 def read_meta(result) -> dict:
@@ -31,9 +36,8 @@ def show_progress_bars(results, options, label: str, total: int | None = None) -
     the task's own meta has the last word.
 
     Here --timeout limits the wait for news, not the whole run: each PROGRESS update is a sign
-    of life, so a long task that keeps reporting runs as long as it needs. Ctrl-C revokes the
-    unfinished tasks with terminate=True: the worker kills the pool process running each one
-    (and starts a fresh one), the task ends REVOKED.
+    of life, so a long task that keeps reporting runs as long as it needs. Ctrl-C cancels the
+    unfinished tasks (`cancel`): each stops by itself at its next update and ends REVOKED.
     """
     from tqdm import tqdm
 
@@ -64,11 +68,7 @@ def show_progress_bars(results, options, label: str, total: int | None = None) -
             time.sleep(0.1)
     except KeyboardInterrupt:
         close_all(bars)
-        unfinished = [results[index] for index in sorted(waiting)]
-        tasks.app.control.revoke([result.id for result in unfinished], terminate=True)
-        raise InvokerError(f"interrupted — revoked {len(unfinished)} unfinished {label} task(s) "
-                           f"with terminate=True: {' '.join(r.id for r in unfinished)}",
-                           EXIT_INTERRUPTED) from None
+        raise cancel([results[index] for index in sorted(waiting)], label) from None
     finally:
         close_all(bars)   # before any error line, or the bars would be drawn after it
 
@@ -76,6 +76,56 @@ def show_progress_bars(results, options, label: str, total: int | None = None) -
 def close_all(bars) -> None:
     for bar in bars:
         bar.close()
+
+
+def cancel(results, label: str, wait: float = CANCEL_WAIT) -> InvokerError:
+    """Ask the tasks to stop, wait up to `wait` seconds for them, and say what happened.
+
+    Cooperative: request_cancel asks each task to stop (a Redis key that expires, and a message
+    its Progress reads at the next update), and revoke() — WITHOUT terminate — has the workers
+    drop the copies still queued. revoke(terminate=True) signals the pool process instead: by
+    the time the signal lands that process may run another task, it works on prefork only, and
+    revokes live in the workers' memory (lost on restart unless --statedb). Celery's workers
+    guide calls it a last resort for an administrator, never to be called from a program: it is
+    only suggested, for a task still running after `wait` seconds.
+    """
+    ids = [result.id for result in results]
+    request_cancel(tasks.app, ids)
+    tasks.app.control.revoke(ids)
+    started = time.monotonic()
+    found = dict.fromkeys(ids, "unknown")
+    try:
+        while True:
+            found = {result.id: read_meta(result)["status"] for result in results}
+            if all(state in states.READY_STATES for state in found.values()) \
+                    or time.monotonic() - started > wait:
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass   # a second Ctrl-C: stop waiting, say what is known
+    return InvokerError(cancel_summary(label, found, time.monotonic() - started),
+                        EXIT_INTERRUPTED)
+
+
+def cancel_summary(label: str, found: dict, waited: float) -> str:
+    """One line: how many tasks stopped, how, and what to do about any that did not."""
+    stopped = [state for state in found.values() if state in states.READY_STATES]
+    queued = [task_id for task_id, state in found.items() if state == states.PENDING]
+    running = [task_id for task_id, state in found.items()
+               if state not in states.READY_STATES and state != states.PENDING]
+    ended = ", ".join(f"{stopped.count(state)} {state}" for state in sorted(set(stopped)))
+    line = f"interrupted — asked {len(found)} unfinished {label} task(s) to stop; "
+    if not queued and not running:
+        return line + f"all stopped in {waited:.1f} s ({ended}): {' '.join(found)}"
+    parts = [f"{len(stopped)} stopped ({ended})"] if stopped else []
+    if queued:
+        parts.append(f"{len(queued)} still queued, dropped or stopped by the worker that takes "
+                     f"it: {' '.join(queued)}")
+    if running:
+        parts.append(f"{len(running)} still running after {waited:.1f} s: {' '.join(running)} — "
+                     "the last resort kills the pool process running it (prefork only): "
+                     f"`celery -A tasks control terminate SIGTERM {' '.join(running)}`")
+    return line + "; ".join(parts)
 
 
 def raise_no_news(results, timeout: float):
@@ -153,7 +203,7 @@ def tone(text: str) -> list[float]:
 
 
 def add_commands(sub) -> None:
-    cmd = sub.add_parser("fft", help="fft_random(N) with a live progress bar (Ctrl-C revokes)",
+    cmd = sub.add_parser("fft", help="fft_random(N) with a live progress bar (Ctrl-C stops it)",
                          description="Run fft_random: N rounds of an FFT over 2000 random samples, "
                                      "with a live bar driven by the task's PROGRESS state. "
                                      "--timeout is the longest wait without progress.")

@@ -25,21 +25,43 @@ from tasklib.progress import Progress
 TONES = [[440, 1.0], [1000, 0.5], [2500, 0.8], [3210.5, 0.3]]
 
 
-def update_cost(task, task_id: str, updates: int = 20, events: bool = True) -> dict:
-    """Round trips and seconds that one PROGRESS update costs, as `Progress.report` makes it."""
-    progress = Progress(task, total=updates, interval=0, events=events)
+def update_cost(task, task_id: str, updates: int = 20, events: bool = True,
+                busy: float = 0.0) -> dict:
+    """Round trips and seconds that one PROGRESS update costs, as `Progress.report` makes it.
+
+    Also what the task's first update costs on top, once per task ("first_sends"): opening the
+    event dispatcher and the cancel subscription, and reading the cancel key. `busy`: seconds of
+    FFT work before each counted update, as in the task, whose loop leaves the CPU caches cold
+    for the reporting code; by default the updates run back to back, caches warm.
+    """
     task.push_request(id=task_id, hostname="labkit-measure")   # as if a worker ran task_id
+    seconds = cpu_seconds = 0.0
     try:
-        progress.report(0)   # connections opened and the result key created outside the count
-        with redis_round_trips() as sends:
-            started = time.perf_counter()
-            for current in range(1, updates + 1):
-                progress.report(current)
-            seconds = time.perf_counter() - started
+        with Progress(task, total=updates + 1, interval=0, events=events) as progress:
+            with redis_round_trips() as first_sends:
+                progress.report(0)   # connections opened, result key created: outside the count
+            with redis_round_trips() as sends:
+                for current in range(1, updates + 1):
+                    _fft_work(busy)
+                    started, cpu_started = time.perf_counter(), time.thread_time()
+                    progress.report(current)
+                    seconds += time.perf_counter() - started
+                    cpu_seconds += time.thread_time() - cpu_started
     finally:
         task.pop_request()
     return {"round_trips": len(sends) / updates, "seconds": seconds / updates,
-            "sends": sends[:len(sends) // updates]}
+            "cpu_seconds": cpu_seconds / updates, "sends": sends[:len(sends) // updates],
+            "first_sends": first_sends}
+
+
+def _fft_work(seconds: float) -> None:
+    if seconds > 0:
+        import numpy as np
+        from scipy import fft as scipy_fft
+
+        rng, until = np.random.default_rng(), time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            scipy_fft.fft(rng.standard_normal(tasks.FFT_SAMPLES))
 
 
 def plot_spectrum(outcome: dict, ax=None):

@@ -3,7 +3,11 @@ import re
 
 import pytest
 
-from conftest import one_line
+import tasks
+from commands.lesson_04 import cancel
+from conftest import one_line, wait_until
+
+WAIT = 60
 
 
 def test_fft_shows_a_bar_and_exits_0_on_success(workers, run_invoker):
@@ -71,3 +75,18 @@ def test_with_no_worker_the_bar_gives_up_after_timeout_and_says_how_to_start_one
     line = done.stderr.splitlines()[-1]   # after the bar, which stayed at 0 %
     assert line.startswith("error: no worker took the tasks within 1 s")
     assert "celery -A tasks worker" in line
+
+
+def test_ctrl_c_names_a_task_that_does_not_stop_and_only_suggests_terminate(workers):
+    # data_extractor sleeps and never reports, so it never sees the request: what a stuck task
+    # looks like to Ctrl-C (`cancel` is what the bars call on KeyboardInterrupt).
+    result = tasks.data_extractor.delay(3)
+    assert wait_until(lambda: result.state == "STARTED", WAIT)
+    error = cancel([result], "data_extractor", wait=0.5)
+    assert error.code == 130
+    assert re.fullmatch(
+        rf"interrupted — asked 1 unfinished data_extractor task\(s\) to stop; 1 still running "
+        rf"after 0\.\d s: {result.id} — the last resort kills the pool process running it "
+        rf"\(prefork only\): `celery -A tasks control terminate SIGTERM {result.id}`", str(error))
+    assert result.get(timeout=WAIT)["seconds"] == 3   # not terminated: it ran to its end
+    assert not any(f"Terminating {result.id}" in worker.log_text() for worker in workers.workers)

@@ -5,8 +5,10 @@ import uuid
 import pytest
 
 import tasks
+from conftest import wait_until
 from labkit.observe import EventLog, percent_of, poll_progress
 from scenes.lesson_04 import update_cost
+from tasklib.progress import Progress, cancel_key
 
 WAIT = 60  # seconds: every wait has a limit; generous, the machine is shared
 TONES = [[440.0, 1.0], [1000.0, 0.5], [2500.0, 0.8], [3210.5, 0.3]]
@@ -134,3 +136,28 @@ def test_one_update_costs_two_round_trips_and_its_event_one_more(workers):
     assert without["sends"] == [["GET"], ["MULTI", "SETEX", "PUBLISH", "EXEC"]]
     assert with_event["sends"] == without["sends"] + [["PUBLISH"]]   # the task-progress event
     assert (without["round_trips"], with_event["round_trips"]) == (2, 3)
+
+
+def test_a_task_subscribes_to_its_cancel_channel_once_and_checks_it_with_no_round_trip(workers):
+    cost = update_cost(tasks.fft_random, str(uuid.uuid4()), updates=10)
+    # Every update checks for a cancel request, by reading what already reached the socket of
+    # the subscription: the round trips of an update stay update_state's and the event's.
+    assert cost["sends"] == [["GET"], ["MULTI", "SETEX", "PUBLISH", "EXEC"], ["PUBLISH"]]
+    # Once per task, at the first update: subscribe, then read the key (a request sent before).
+    first = [send for send in cost["first_sends"] if send[0] in ("SUBSCRIBE", "EXISTS")]
+    assert first == [["SUBSCRIBE"], ["EXISTS"]]
+
+
+def test_progress_closes_its_subscription_when_the_task_raises(workers, redis_client):
+    task_id = str(uuid.uuid4())
+    channel = cancel_key(task_id)
+    tasks.fft_random.push_request(id=task_id, hostname="test")   # as if a worker ran task_id
+    try:
+        with pytest.raises(RuntimeError, match="the task's own bug"):
+            with Progress(tasks.fft_random, total=10, interval=0) as progress:
+                progress.advance(1)
+                assert redis_client.pubsub_numsub(channel) == [(channel, 1)]
+                raise RuntimeError("the task's own bug")
+    finally:
+        tasks.fft_random.pop_request()
+    assert wait_until(lambda: redis_client.pubsub_numsub(channel) == [(channel, 0)], WAIT)
