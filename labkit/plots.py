@@ -43,7 +43,8 @@ def plot_timeline(runs: list[Run], path: str | Path | None = None, title: str | 
     """A Gantt chart of `runs`: one lane per worker, time in seconds since the first start.
 
     Overlapping runs of the same task (see `overlapping`) get a red hatched border; "skipped"
-    runs are grey and hatched, "retried" ones have a dashed border, "failed" ones are dark red,
+    runs are grey and hatched, "retried" ones have a dashed border, "stopped" ones (on request)
+    are cross-hatched, "failed" ones are dark red,
     messages dropped as "expired"/"revoked" are an x above the lane of the worker that dropped
     them; grey triangles on top mark when each run was sent. `task` limits the overlap count to one
     task; `color_by` is "task" or "origin" (who sent each run: tells two beats apart);
@@ -152,6 +153,9 @@ def _legend(runs: list[Run], colors: dict, overlaps: bool, sent_label: str | Non
     if "retried" in outcomes_seen:
         handles.append(Patch(facecolor="white", edgecolor="darkorange", linestyle="--",
                              linewidth=2, label="retried"))
+    if "stopped" in outcomes_seen:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx",
+                             label="stopped on request"))
     if "failed" in outcomes_seen:
         handles.append(Patch(facecolor="darkred", label="failed"))
     if outcomes_seen & {"expired", "revoked"}:
@@ -169,6 +173,8 @@ def _draw_run(ax, run: Run, bottom: float, height: float, color, overlaps: bool,
         style.update(facecolor="lightgrey", hatch="..")
     elif run.outcome == "failed":
         style.update(facecolor="darkred")
+    elif run.outcome == "stopped":
+        style.update(hatch="xx")
     elif run.outcome == "retried":
         style.update(edgecolor="darkorange", linestyle="--", linewidth=2)
     if overlaps:

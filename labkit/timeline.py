@@ -27,7 +27,8 @@ What is recorded, and where (Celery signals, in the process where each thing hap
 - ``task_prerun`` (the pool process about to run the task): ONE round trip, a Lua script that
   picks the run (the one stamped on the message, else the current one) and stores the record.
 - ``task_postrun`` (same process, after the body): ONE round trip, the finished record.
-  Outcome: "ran" (SUCCESS), "retried" (RETRY), "failed" (FAILURE), or what ``set_outcome`` said.
+  Outcome: "ran" (SUCCESS), "retried" (RETRY), "stopped" (IGNORED: the task raised Celery's
+  Ignore, e.g. stopping on request), "failed" (FAILURE), or what ``set_outcome`` said.
 - ``task_revoked`` (the worker's main process): a message dropped without running, because its
   ``expires`` time had passed ("expired") or someone revoked it ("revoked"): ONE round trip.
 
@@ -58,10 +59,11 @@ KEEP_SECONDS = 24 * 3600
 HEADER_RUN = "timeline_run"
 HEADER_SENT = "timeline_sent"
 
-OUTCOMES = ("ran", "skipped", "retried", "failed", "expired", "revoked")
+OUTCOMES = ("ran", "skipped", "retried", "stopped", "failed", "expired", "revoked")
 #: Outcomes of runs that did not do the task's work: they never count as overlapping.
 IDLE_OUTCOMES = ("skipped", "expired", "revoked")
-_OUTCOME_OF_STATE = {"SUCCESS": "ran", "RETRY": "retried", "FAILURE": "failed"}
+_OUTCOME_OF_STATE = {"SUCCESS": "ran", "RETRY": "retried", "IGNORED": "stopped",
+                     "FAILURE": "failed"}
 
 # KEYS[1] the current-run key
 # ARGV[1] run id, or "" for the current run; ARGV[2] field (one run of a task); ARGV[3] record
