@@ -11,6 +11,9 @@ length of the whole run. Ctrl-C asks the unfinished tasks to stop (cooperative c
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
 import time
 
 from celery import states
@@ -46,31 +49,55 @@ def show_progress_bars(results, options, label: str, total: int | None = None) -
     last_seen = [None] * len(results)
     waiting = set(range(len(results)))
     last_news = time.monotonic()
+    with ctrl_c_as_a_flag() as pressed:
+        try:
+            while waiting and not pressed.is_set():
+                for index in sorted(waiting):
+                    meta, bar = read_meta(results[index]), bars[index]
+                    news = (meta["status"], str(meta.get("result")))
+                    if news != last_seen[index]:
+                        last_seen[index], last_news = news, time.monotonic()
+                    if move_bar(bar, meta):
+                        waiting.discard(index)
+                if waiting and time.monotonic() - last_news > options.timeout:
+                    raise_no_news([results[index] for index in waiting], options.timeout)
+                pressed.wait(0.1)
+        finally:
+            close_all(bars)   # before any error line, or the bars would be drawn after it
+        if pressed.is_set():
+            pressed.clear()   # a second Ctrl-C stops the wait for the tasks to stop
+            raise cancel([results[index] for index in sorted(waiting)], label, stop=pressed)
+
+
+def move_bar(bar, meta: dict) -> bool:
+    """Move `bar` to the task's PROGRESS meta; True once the task has ended."""
+    info = meta.get("result")
+    if meta["status"] == "PROGRESS" and isinstance(info, dict) and "current" in info:
+        if bar.total != info["total"]:
+            bar.reset(total=info["total"])   # the first PROGRESS names the total
+        bar.update(info["current"] - bar.n)
+    elif meta["status"] in ("SUCCESS", "FAILURE", "REVOKED"):
+        if meta["status"] == "SUCCESS" and bar.total:
+            bar.update(bar.total - bar.n)
+        bar.set_postfix_str(meta["status"])
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def ctrl_c_as_a_flag():
+    """While inside, Ctrl-C (SIGINT) sets an Event instead of raising KeyboardInterrupt.
+
+    A KeyboardInterrupt raised wherever the program happens to be can land inside a Redis read,
+    and leave that connection half-read for the next command, which then waits for a reply that
+    never comes; the loops above look at the flag between their reads instead.
+    """
+    pressed = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.set())
     try:
-        while waiting:
-            for index in sorted(waiting):
-                meta, bar = read_meta(results[index]), bars[index]
-                news = (meta["status"], str(meta.get("result")))
-                if news != last_seen[index]:
-                    last_seen[index], last_news = news, time.monotonic()
-                info = meta.get("result")
-                if meta["status"] == "PROGRESS" and isinstance(info, dict) and "current" in info:
-                    if bar.total != info["total"]:
-                        bar.reset(total=info["total"])   # the first PROGRESS names the total
-                    bar.update(info["current"] - bar.n)
-                elif meta["status"] in ("SUCCESS", "FAILURE", "REVOKED"):
-                    if meta["status"] == "SUCCESS" and bar.total:
-                        bar.update(bar.total - bar.n)
-                    bar.set_postfix_str(meta["status"])
-                    waiting.discard(index)
-            if waiting and time.monotonic() - last_news > options.timeout:
-                raise_no_news([results[index] for index in waiting], options.timeout)
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        close_all(bars)
-        raise cancel([results[index] for index in sorted(waiting)], label) from None
+        yield pressed
     finally:
-        close_all(bars)   # before any error line, or the bars would be drawn after it
+        signal.signal(signal.SIGINT, previous)
 
 
 def close_all(bars) -> None:
@@ -78,7 +105,7 @@ def close_all(bars) -> None:
         bar.close()
 
 
-def cancel(results, label: str, wait: float = CANCEL_WAIT) -> InvokerError:
+def cancel(results, label: str, wait: float = CANCEL_WAIT, stop=None) -> InvokerError:
     """Ask the tasks to stop, wait up to `wait` seconds for them, and say what happened.
 
     Cooperative: request_cancel asks each task to stop (a Redis key that expires, and a message
@@ -90,19 +117,19 @@ def cancel(results, label: str, wait: float = CANCEL_WAIT) -> InvokerError:
     only suggested, for a task still running after `wait` seconds.
     """
     ids = [result.id for result in results]
-    request_cancel(tasks.app, ids)
+    # revoke first: a queued copy is then usually dropped unrun; one that a worker starts before
+    # the revoke reaches it finds the cancel request and stops at its first update.
     tasks.app.control.revoke(ids)
+    request_cancel(tasks.app, ids)
     started = time.monotonic()
     found = dict.fromkeys(ids, "unknown")
-    try:
-        while True:
-            found = {result.id: read_meta(result)["status"] for result in results}
-            if all(state in states.READY_STATES for state in found.values()) \
-                    or time.monotonic() - started > wait:
-                break
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        pass   # a second Ctrl-C: stop waiting, say what is known
+    stop = stop or threading.Event()   # set by a second Ctrl-C: stop waiting, say what is known
+    while True:
+        found = {result.id: read_meta(result)["status"] for result in results}
+        if all(state in states.READY_STATES for state in found.values()) \
+                or time.monotonic() - started > wait or stop.is_set():
+            break
+        stop.wait(0.05)
     return InvokerError(cancel_summary(label, found, time.monotonic() - started),
                         EXIT_INTERRUPTED)
 

@@ -148,6 +148,10 @@ def test_ctrl_c_in_the_invoker_stops_the_running_task_drops_the_queued_one_and_e
     assert after.get(timeout=WAIT) == 42
     runs = runs_of(run_id, url, running, after.id)
     assert runs[running][0].pid == runs[after.id][0].pid, "the pool process was replaced"
-    assert not [run for run in timeline.runs(run_id, url=url)
-                if run.task_id == queued and run.did_work], "the queued task ran"
+    # The queued task is dropped unrun by the revoke — or, if its worker took it before the
+    # revoke arrived (a race on a loaded machine), it stopped at its first update, one round in.
+    queued_runs = [run for run in timeline.runs(run_id, url=url)
+                   if run.task_id == queued and run.did_work]
+    assert not queued_runs or str(app.AsyncResult(queued).result) == \
+        f"cancelled at 1 of {MAX_FFT_ROUNDS}", "the queued task ran past its first update"
     assert f"Terminating {running}" not in lone_worker.log_text()
