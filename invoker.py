@@ -20,7 +20,9 @@ Usage (workers started first, see tasks.py)::
     $ python invoker.py spectrum --tones 440 1000:0.5 2500:0.8 --frames 500
 
 Every wait has a limit (--timeout, default 10 s). Problems end with one line on stderr and a
-non-zero exit: 2 a usage mistake, 3 no broker, 4 no worker answering, 1 a task that raised.
+non-zero exit: 2 a usage mistake or a setting it cannot use (REDIS_URL=garbage), 3 a broker or
+result backend it cannot use (none there, a wrong password, no such database), 4 no worker
+answering, 1 a task that raised, 130 Ctrl-C. No URL is shown with its password.
 
 The commands live in `commands/`, one module per lesson (`commands/lesson_NN.py`, each with an
 `add_commands(sub)`); this file only gathers them, in lesson order, and runs the one you name.
@@ -34,11 +36,22 @@ import sys
 import kombu.exceptions
 import redis
 
-import commands
-import tasks
-from commands import lesson_01
-from commands.common import (EXIT_NO_BROKER, START_A_WORKER, InvokerError, OneLineParser,
-                             check_broker, non_negative_float)
+from labkit.settings import EXIT_CONFIG, SettingError, redacted
+
+try:   # tasks.py checks every setting as it is imported: a bad one is one line, exit 2
+    import commands
+    import tasks
+    from commands import lesson_01
+    from commands.common import (EXIT_INTERRUPTED, EXIT_NO_BROKER, START_A_WORKER, InvokerError,
+                                 OneLineParser, check_broker, interrupted, positive_seconds)
+except SettingError as error:
+    print(f"error: {error.message}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+except SystemExit as error:   # another setting refused in one line by tasks.py (REPORT_CRON)
+    if not isinstance(error.code, str):
+        raise
+    print(error.code, file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
 
 
 def lesson_command_modules() -> list:
@@ -56,8 +69,8 @@ def build_parser() -> OneLineParser:
         epilog="Without a subcommand, runs a short tour. Broker: REDIS_URL "
                "(default redis://localhost:6379/0).",
     )
-    parser.add_argument("--timeout", type=non_negative_float, default=10.0,
-                        help="seconds to wait for results (default 10)")
+    parser.add_argument("--timeout", type=positive_seconds, default=10.0,
+                        help="seconds to wait for results, above 0 (default 10)")
     parser.add_argument("--no-wait", action="store_true",
                         help="fire and forget: print task ids, do not wait for results")
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=OneLineParser)
@@ -76,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.code
     except (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError) as error:
-        print(f"error: lost the broker at {tasks.app.conf.broker_url} ({error}) — is Redis still "
-              "running? Check REDIS_URL", file=sys.stderr)
+        print(f"error: lost the broker at {redacted(tasks.app.conf.broker_url)} ({error}) — is "
+              "Redis still running? Check REDIS_URL", file=sys.stderr)
         return EXIT_NO_BROKER
     except KeyboardInterrupt:
-        print("interrupted (tasks already sent stay queued)", file=sys.stderr)
-        return 130
+        try:
+            print(interrupted(), file=sys.stderr)
+        except (KeyboardInterrupt, redis.exceptions.RedisError, OSError):
+            print("interrupted (tasks already sent go on without you)", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -43,12 +43,21 @@ from tasklib.clock import cron_schedule
 from tasklib.outbox import Outbox
 from tasklib.progress import FFT_SAMPLES, NoProgress, Progress, check_fft_rounds, check_spectrum
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+# Checked before anything connects (labkit/settings.py): an empty or non-Redis URL is refused with
+# one line, never left to Celery, which would fall back to amqp://guest@localhost// on its own.
+REDIS_URL = settings.redis_url("REDIS_URL", "redis://localhost:6379/0")
+BROKER_URL = settings.redis_url("CELERY_BROKER_URL", REDIS_URL, default_text="REDIS_URL")
+RESULT_BACKEND = settings.redis_url("CELERY_RESULT_BACKEND", REDIS_URL, default_text="REDIS_URL")
+# Words read by name further down, checked here too (empty = unset):
+settings.text("TARGET_RATE_LIMIT", "20/s", r"[0-9]{1,6}(\.[0-9]{1,3})?(/[smh])?",
+              "a Celery rate limit: tasks per second, minute or hour", "20/s")
+settings.text("EXTRACT_QUEUE", None, r"[A-Za-z0-9_.:-]{1,100}", "a queue name", "extract")
+settings.text("EXTRACT_SINGLE_INSTANCE", None, r"[01]", "0 or 1", "1")
 
 app = Celery("tasks")
 app.conf.update(
-    broker_url=os.environ.get("CELERY_BROKER_URL", REDIS_URL),
-    result_backend=os.environ.get("CELERY_RESULT_BACKEND", REDIS_URL),
+    broker_url=BROKER_URL,
+    result_backend=RESULT_BACKEND,
     # JSON only: a worker that accepts pickle runs whatever code a message carries.
     task_serializer="json",
     result_serializer="json",

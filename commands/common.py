@@ -6,17 +6,22 @@ into one line on stderr and its exit code.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 
 import celery.exceptions
-import redis
 
 import tasks
+from labkit.redis_server import redis_problem
 
 EXIT_TASK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_BROKER = 3
 EXIT_NO_WORKER = 4
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+MAX_WAIT = 24 * 3600.0   # --timeout: a day at most
+MAX_SLEEP = 3600.0       # a task's --seconds or --pause: an hour at most
+MAX_TASKS = 10_000       # burst N, mail --count: a lesson never needs more, and sending is slow
 START_A_WORKER = "celery -A tasks worker --loglevel=info -n worker1@%h"
 
 
@@ -38,31 +43,62 @@ class OneLineParser(argparse.ArgumentParser):
 # --- Talking to the broker and the workers ---------------------------------------------------
 
 def check_broker() -> None:
-    """Fail in seconds, with a message naming REDIS_URL, when the broker does not answer.
+    """Fail in seconds, with one line naming the real cause, when the broker or the result
+    backend does not answer: no Redis there, a wrong password, a database it does not have.
 
-    Celery itself would keep reconnecting; a producer a person is waiting on should not.
+    Celery itself would keep reconnecting; a producer a person is waiting on should not. The URLs
+    were checked (Redis, well formed) when tasks.py was imported; none is shown with a password.
     """
-    url = tasks.app.conf.broker_url
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return  # another broker: Celery's own bounded retry policy applies
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-    try:
-        client.ping()
-    except (redis.exceptions.RedisError, OSError) as error:
-        raise InvokerError(f"cannot reach the broker at {url} ({type(error).__name__}) — start Redis "
-                           "with `make redis`, or set REDIS_URL to where yours runs", EXIT_NO_BROKER)
-    finally:
-        client.close()
+    checked = set()
+    for role, url, variable in (("broker", tasks.app.conf.broker_url, "CELERY_BROKER_URL"),
+                                ("result backend", tasks.app.conf.result_backend,
+                                 "CELERY_RESULT_BACKEND")):
+        if url in checked:
+            continue
+        checked.add(url)
+        problem = redis_problem(url)
+        if problem:
+            source = variable if os.environ.get(variable) else "REDIS_URL"
+            raise InvokerError(f"cannot use the {role}: {problem} (set by {source})",
+                               EXIT_NO_BROKER)
 
 
 def any_worker_answers(timeout: float = 1.0) -> bool:
     return bool(tasks.app.control.ping(timeout=timeout))
 
 
+SENT: list = []   # every result this run sent (send, mail, target, burst): Ctrl-C reports them
+
+
+def sent(results: list) -> list:
+    """Remember `results` for interrupted(); returns them."""
+    SENT.extend(results)
+    return results
+
+
 def stop_waiting(results) -> None:
     # Unsubscribe now: left to interpreter shutdown, Celery's clean-up prints a traceback.
     for result in results:
         result.backend.remove_pending_result(result)
+
+
+def interrupted() -> str:
+    """After Ctrl-C: stop waiting, and say where the tasks sent so far really are."""
+    stop_waiting(SENT)
+    if not SENT:
+        return "interrupted before any task was sent"
+    if len(SENT) > 20:   # reading every state would keep the user waiting after Ctrl-C
+        return (f"interrupted: {len(SENT)} tasks were sent — they go on without you: queued ones "
+                "run when a worker takes them, running ones finish")
+    if len(SENT) == 1:
+        where = f"task {SENT[0].id} is {SENT[0].state}"
+    else:
+        states = {}
+        for result in SENT:
+            states[result.state] = states.get(result.state, 0) + 1
+        where = "tasks sent: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    return (f"interrupted: {where} — nothing is cancelled (PENDING: still queued, a worker will "
+            "run it; STARTED: running, it finishes; SUCCESS or FAILURE: already done)")
 
 
 def wait_for(result, timeout: float):
@@ -86,7 +122,7 @@ def wait_for(result, timeout: float):
 
 def send(signature, options):
     """Send one task; print its id (--no-wait) or its result."""
-    result = signature.apply_async()
+    result = sent([signature.apply_async()])[0]
     if options.no_wait:
         print(result.id)
         return None
@@ -97,21 +133,36 @@ def send(signature, options):
 
 # --- Argument types --------------------------------------------------------------------------
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
+def whole_number(low: int, high: int, unit: str):
+    """An argparse type: a whole number from `low` to `high` `unit`, or a one-line refusal."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of {unit}, got {text!r}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,} {unit}, "
+                                             f"got {text}")
+        return value
+    return parse
 
 
-positive_int.__name__ = "positive integer"  # argparse names the type in its message
+def number_of_seconds(low: float, high: float, low_allowed: bool = True):
+    """An argparse type: seconds from `low` (or above it) to `high`; NaN and infinity refused."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+        above = value >= low if low_allowed else value > low
+        if not (math.isfinite(value) and above and value <= high):
+            bound = f"from {low:g}" if low_allowed else f"above {low:g}"
+            raise argparse.ArgumentTypeError(f"must be a number of seconds {bound} up to "
+                                             f"{high:g}, got {text}")
+        return value
+    return parse
 
 
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise ValueError(text)
-    return value
-
-
-non_negative_float.__name__ = "non-negative number"
+positive_int = whole_number(1, MAX_TASKS, "tasks")
+non_negative_float = number_of_seconds(0, MAX_SLEEP)
+positive_seconds = number_of_seconds(0, MAX_WAIT, low_allowed=False)   # --timeout: 0 is refused

@@ -15,9 +15,9 @@ import celery
 import celery.exceptions
 
 import tasks
-from commands.common import (EXIT_NO_WORKER, EXIT_TASK_FAILED, START_A_WORKER, InvokerError,
-                             any_worker_answers, non_negative_float, positive_int, send,
-                             stop_waiting, wait_for)
+from commands.common import (EXIT_NO_WORKER, EXIT_TASK_FAILED, MAX_TASKS, START_A_WORKER,
+                             InvokerError, any_worker_answers, non_negative_float, positive_int,
+                             send, sent, stop_waiting, wait_for)
 
 
 def run_add(options):
@@ -44,7 +44,7 @@ def run_mail(options):
     """Fill the outbox with --count emails and send one task per email."""
     tasks.outbox.fill(options.count)
     task = tasks.send_mail_from_queue_locked if options.locked else tasks.send_mail_from_queue
-    results = [task.delay(options.pause) for _ in range(options.count)]
+    results = sent([task.delay(options.pause) for _ in range(options.count)])
     print(f"outbox: {options.count} pending emails; sent {len(results)} {task.name[6:]} tasks")
     if options.no_wait:
         return None
@@ -64,6 +64,7 @@ def run_burst(options):
     """N tiny tasks at once, as a Celery group; throughput from the producer's point of view."""
     started = time.perf_counter()
     group_result = celery.group(tasks.add.s(i, i) for i in range(options.count)).apply_async()
+    sent(group_result.results)
     if options.no_wait:
         print(f"sent {options.count} tasks (group {group_result.id})")
         return None
@@ -120,7 +121,8 @@ def add_commands(sub) -> None:
     cmd = sub.add_parser("mail", help="fill the outbox and send it: who sent what",
                          description="Fill the outbox with COUNT emails, send one "
                                      "send_mail_from_queue task per email, show who sent what.")
-    cmd.add_argument("--count", type=positive_int, default=10, help="emails (default 10)")
+    cmd.add_argument("--count", type=positive_int, default=10,
+                     help=f"emails, 1 to {MAX_TASKS:,} (default 10)")
     cmd.add_argument("--pause", type=non_negative_float, default=0.0,
                      help="seconds between reading and marking an email sent (widens the race)")
     cmd.add_argument("--locked", action="store_true",
@@ -135,5 +137,5 @@ def add_commands(sub) -> None:
 
     cmd = sub.add_parser("burst", help="N tiny tasks at once; prints throughput",
                          description="Send N add tasks as one group and time them.")
-    cmd.add_argument("count", type=positive_int, metavar="N")
+    cmd.add_argument("count", type=positive_int, metavar="N", help=f"1 to {MAX_TASKS:,}")
     cmd.set_defaults(run=run_burst)

@@ -17,6 +17,7 @@ import time
 
 from labkit.processes import REPO_ROOT, Fleet, ProcessFailed
 from labkit.redis_server import RedisNotFound, ensure_redis
+from labkit.settings import redacted
 
 SCENARIO = [
     (["add", "2", "3"], "a task and its result"),
@@ -53,7 +54,7 @@ def main() -> int:
         return 1
     try:
         how = "private server started for this demo" if redis.started_here else "already running"
-        print(f"Redis: {redis.url} ({how})")
+        print(f"Redis: {redacted(redis.url)} ({how})")
         started = time.monotonic()
         with Fleet(["worker1", "worker2", "worker3"]) as fleet:
             print(f"Workers ready in {time.monotonic() - started:.1f} s: "

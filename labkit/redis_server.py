@@ -26,9 +26,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import redis
+
+from labkit.settings import redacted, url_problem
+
+# `python -m labkit.redis_server` (`make redis`): runpy warns that labkit/__init__.py imported this
+# module before running it as __main__. Harmless here (main() uses nothing module-level that the
+# two copies could disagree on), so that one warning is silenced; sys.argv[0] is "-m" only while
+# runpy looks for the module, so an ordinary import changes no filter.
+if sys.argv[:1] == ["-m"]:
+    warnings.filterwarnings("ignore", message=r"'labkit\.redis_server' found in sys\.modules",
+                            category=RuntimeWarning)
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 START_TIMEOUT = 10.0
@@ -48,6 +59,38 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
         return False
     except redis.exceptions.ResponseError:
         return False  # e.g. NOAUTH: something answers, but not a Redis we may use
+    finally:
+        client.close()
+
+
+def redis_problem(url: str, timeout: float = 3.0) -> str | None:
+    """None if a Redis at `url` answers PING; else one phrase: what is wrong and what to do.
+
+    The URL in it is redacted (no password). A wrong password or a missing database is named as
+    such: starting another Redis would not help.
+    """
+    shown = redacted(url)
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+        return None
+    except redis.exceptions.AuthenticationError as error:
+        if "HELLO must be called" in str(error) or "NOAUTH" in str(error) \
+                or "Authentication required" in str(error):
+            return (f"the Redis at {shown} needs a password — put it in the URL: "
+                    "redis://:PASSWORD@host:port/db, or redis://USER:PASSWORD@… for an ACL user")
+        return (f"the Redis at {shown} refused the user name or password ({error}) — check "
+                "them in the URL (redis://USER:PASSWORD@host:port/db)")
+    except redis.exceptions.ResponseError as error:
+        if "DB index is out of range" in str(error):
+            number = client.connection_pool.connection_kwargs.get("db")
+            return (f"the Redis at {shown} has no database {number} "
+                    "(DB index is out of range) — use a smaller number (a Redis has 16, 0–15, "
+                    "unless its `databases` setting says otherwise)")
+        return f"the Redis at {shown} answered an error: {error} — check the URL and its user's rights"
+    except (redis.exceptions.RedisError, OSError) as error:
+        return (f"no Redis answers at {shown} ({type(error).__name__}) — start one with "
+                "`make redis`, or point the URL at where yours runs")
     finally:
         client.close()
 
@@ -227,12 +270,17 @@ def ensure_redis(set_environment: bool = True, default_url: str | None = None) -
     `set_environment`, REDIS_URL is exported so that workers and beat started later use it.
     """
     url = os.environ.get("REDIS_URL")
-    if url:
-        if not redis_answers(url, timeout=2.0):
-            raise RedisNotFound(
-                f"no Redis at {url} (from REDIS_URL) — start one with `make redis`, "
-                "or unset REDIS_URL to let a private one be started"
-            )
+    if url and url.strip():   # empty counts as unset: a private server, exported below
+        problem = url_problem(url)
+        if problem:
+            raise RedisNotFound(f"REDIS_URL={redacted(url)!r} {problem} — set it to your Redis "
+                                "(redis://host:port/db), or unset it to let a private one be started")
+        problem = redis_problem(url, timeout=2.0)
+        if problem and problem.startswith("no Redis answers"):
+            raise RedisNotFound(f"no Redis at {redacted(url)} (from REDIS_URL) — start one with "
+                                "`make redis`, or unset REDIS_URL to let a private one be started")
+        if problem:
+            raise RedisNotFound(f"{problem} (REDIS_URL; unset it to let a private one be started)")
         return RedisServer.existing(url)
     if default_url and redis_answers(default_url, timeout=0.5):
         server = RedisServer.existing(default_url)
@@ -243,12 +291,30 @@ def ensure_redis(set_environment: bool = True, default_url: str | None = None) -
     return server
 
 
+def tcp_port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+tcp_port.__name__ = "port (1–65535)"  # argparse names the type in its message
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line that points to --help."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} — see `{self.prog} --help`\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m labkit.redis_server",
         description="Run a real redis-server in the foreground, keeping nothing on disk.",
     )
-    parser.add_argument("--port", type=int, default=6379, help="port to listen on (default 6379)")
+    parser.add_argument("--port", type=tcp_port, default=6379,
+                        help="port to listen on, 1–65535 (default 6379)")
     args = parser.parse_args(argv)
     url = f"redis://127.0.0.1:{args.port}/0"
     if redis_answers(url, timeout=0.5):
