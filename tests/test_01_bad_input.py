@@ -7,6 +7,7 @@ listens, and the test checks the refusal came before any connection.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -177,12 +178,25 @@ def test_10_13_a_ceiling_and_a_floor_are_refused_before_sending(argv, expected, 
     assert redis.Redis.from_url(fresh_db_url).llen("celery") == 0   # nothing was queued
 
 
-def test_11_ctrl_c_while_waiting_says_where_the_task_is(workers):
-    invoker = subprocess.Popen([PY, "invoker.py", "extract", "--seconds", "3"], cwd=ROOT,
+def started_extractors(client) -> set[str]:
+    """Ids of the data_extractor tasks whose stored state is STARTED (result_extended names it)."""
+    found = set()
+    for key in client.scan_iter("celery-task-meta-*"):
+        meta = json.loads(client.get(key) or "{}")
+        if meta.get("status") == "STARTED" and meta.get("name") == "tasks.data_extractor":
+            found.add(meta.get("task_id"))
+    return found
+
+
+def test_11_ctrl_c_while_waiting_says_where_the_task_is(workers, redis_client):
+    before = started_extractors(redis_client)
+    invoker = subprocess.Popen([PY, "invoker.py", "extract", "--seconds", "10"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        time.sleep(2.0)   # the task is sent and, with a worker free, most likely STARTED
+        # Ctrl-C once the task is sent and running, however slow the machine: not after a guess
+        assert wait_until(lambda: started_extractors(redis_client) - before, timeout=30), \
+            "the extractor never started"
         invoker.send_signal(signal.SIGINT)
         _, err = invoker.communicate(timeout=30)
     finally:
