@@ -30,6 +30,9 @@ After you edit this file, restart the workers: a running worker keeps the code i
 """
 from __future__ import annotations
 
+# long on purpose: this is the one file a reader opens to see every task, in lesson order, with
+# the app's settings (README, "Layout"); whatever is not a task lives in tasklib/.
+
 import os
 import time
 from functools import lru_cache

@@ -32,7 +32,8 @@ MAY_IMPORT = {
 }
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 50
-LONG_ON_PURPOSE = "# long on purpose:"   # a comment in the function says why it is not split
+LONG_ON_PURPOSE = "# long on purpose:"   # a comment in the function (or file) says why not split
+MAX_LONG_FILE_LINES = 1000               # even then: tasks.py holds every task, and stays readable
 
 
 def source_files(*units: str) -> list[Path]:
@@ -143,7 +144,10 @@ def test_the_loop_finder_finds_a_loop():   # a test must be able to fail
                          ids=lambda path: str(path.relative_to(ROOT)))
 def test_files_and_functions_stay_small_enough_to_read(path):
     text = path.read_text()
-    assert len(text.splitlines()) <= MAX_FILE_LINES, f"{path.name}: split it (see README)"
+    says_why = any(line.startswith(LONG_ON_PURPOSE) for line in text.splitlines())
+    ceiling = MAX_LONG_FILE_LINES if says_why else MAX_FILE_LINES
+    assert len(text.splitlines()) <= ceiling, \
+        f"{path.name}: split it, or say why not in a line starting {LONG_ON_PURPOSE!r} (README)"
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             lines = text.splitlines()[node.lineno - 1:node.end_lineno]
