@@ -2,9 +2,8 @@
 where it is set they refuse to empty a queue that holds someone else's messages."""
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
 
@@ -13,19 +12,8 @@ import redis
 
 from labkit import REPO_ROOT
 from labkit.guard import ForeignMessages, empty_queues
-
-FOREIGN_MESSAGE = json.dumps({"body": "W1tdLCB7fSwge31d", "content-type": "application/json",
-                              "headers": {"task": "billing.charge", "id": "42"}, "properties": {}})
-
-
-def seed_foreign_data(client: redis.Redis) -> dict[bytes, bytes]:
-    """A real application's data: its queue (named `celery`, like ours), a lock, a hash, a result
-    of its own; returns every key's DUMP, to compare afterwards."""
-    client.rpush("celery", FOREIGN_MESSAGE, "not even json")
-    client.set("lock:outbox", "someone else's lock")
-    client.hset("users:1", mapping={"name": "Ada"})
-    client.set("celery-task-meta-42", json.dumps({"status": "SUCCESS", "result": 1}))
-    return {key: client.dump(key) for key in client.scan_iter()}
+from users_redis import (CAN_RUN, FOREIGN_MESSAGE, WHY_NOT, run_beside_a_users_redis,
+                         seed_foreign_data)
 
 
 def test_empty_queues_deletes_our_queues_and_refuses_to_touch_foreign_messages(fresh_db_url):
@@ -52,53 +40,54 @@ def test_with_redis_url_set_notebook_01_refuses_to_empty_a_queue_of_foreign_mess
     with pytest.raises(nbclient.exceptions.CellExecutionError,
                        match="the queue 'celery' on the Redis at .* holds messages that are not "
                              "this repository's tasks"):
-        run_notebook("01_producer_worker.ipynb")   # REDIS_URL: that database
+        run_notebook("01_producer_worker.ipynb", redis_url=fresh_db_url)
     assert {key: client.dump(key) for key in before} == before
     client.close()
 
 
-# Runs inside a network namespace of its own, where 127.0.0.1:6379 is a Redis this test starts:
-# the default port a lesson would find on a user's laptop.
-IN_A_FRESH_NAMESPACE = r"""
-import json, os, subprocess, sys, tempfile
-import nbclient, nbformat, redis
-sys.path.insert(0, os.path.join(os.environ["REPO"], "tests"))
-from test_01_user_data import seed_foreign_data
-from labkit import RedisServer
-
-with RedisServer(port=6379) as users_redis:
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    before = seed_foreign_data(client)
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    runs = {
-        "demo": [sys.executable, "-m", "labkit.demo"],
-        "figures 01": [sys.executable, "scripts/figures.py", "01", "--out", tempfile.mkdtemp()],
-    }
-    codes = {name: subprocess.run(command, cwd=os.environ["REPO"], env=env, timeout=150,
-                                  capture_output=True).returncode
-             for name, command in runs.items()}
-    os.environ.pop("REDIS_URL", None)
-    path = os.path.join(os.environ["REPO"], "notebooks", "01_producer_worker.ipynb")
-    notebook = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3",
-                            resources={"metadata": {"path": os.path.dirname(path)}}).execute()
-    codes["notebook 01"] = 0
-    changed = sorted(key.decode() for key in set(before) | set(client.scan_iter())
-                     if client.dump(key) != before.get(key))
-    print(json.dumps({"codes": codes, "changed": changed}))
-"""
+def lessons_with_figures() -> list[str]:
+    spec = importlib.util.spec_from_file_location("figures_script", REPO_ROOT / "scripts/figures.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return sorted(script.lessons_with_figures())
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("unshare")
-                         and shutil.which("ip")),
-                    reason="needs root, unshare and ip to run a Redis of its own on port 6379")
-def test_with_redis_url_unset_the_demo_a_notebook_and_figures_leave_the_default_redis_alone():
-    done = subprocess.run(
-        ["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {sys.executable} -"],
-        input=IN_A_FRESH_NAMESPACE, cwd=REPO_ROOT, capture_output=True, text=True, timeout=280,
-        env={**os.environ, "REPO": str(REPO_ROOT)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.splitlines()[-1])
-    assert report["codes"] == {"demo": 0, "figures 01": 0, "notebook 01": 0}
+@pytest.mark.skipif(not CAN_RUN, reason=WHY_NOT)
+def test_with_redis_url_unset_the_demo_leaves_a_users_redis_on_the_default_port_alone():
+    report = run_beside_a_users_redis({"demo": [sys.executable, "-m", "labkit.demo"]})
+    assert report["codes"] == {"demo": 0}, report["errors"]
     assert report["changed"] == []   # every foreign key, and the foreign `celery` list, as it was
+
+
+# Every notebook runs beside a user's Redis too: the `run_notebook` fixture (conftest.py), in each
+# lesson's notebook test.
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("lesson", lessons_with_figures())
+def test_the_figure_script_draws_every_figure_of_the_lesson_and_leaves_a_users_redis_alone(
+        lesson, tmp_path):
+    command = [sys.executable, "scripts/figures.py", lesson, "--out", str(tmp_path)]
+    if CAN_RUN:
+        report = run_beside_a_users_redis({"figures": command}, timeout=200)
+        assert report["codes"] == {"figures": 0}, report["errors"]
+        assert report["changed"] == []
+        printed = report["outputs"]["figures"]
+    else:   # no namespace here: the figures at least, without the check of a user's Redis
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=200)
+        assert done.returncode == 0, done.stderr[-3000:]
+        printed = done.stdout
+    committed = sorted(path.name for path in (REPO_ROOT / "img").glob(f"{lesson}_*.png"))
+    drawn = sorted(path.name for path in tmp_path.glob("*.png"))
+    assert drawn == committed   # every committed figure of the lesson comes from this script
+    for name in drawn:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    if lesson == "01":   # workers of one process each: the 15 jobs split over the three
+        assert "jobs per worker: {'worker" in printed
+
+
+@pytest.mark.skipif(not CAN_RUN, reason=WHY_NOT)
+def test_the_check_of_a_users_redis_sees_a_key_changed():   # a test must be able to fail
+    report = run_beside_a_users_redis({"careless": [
+        sys.executable, "-c", "import redis; redis.Redis(port=6379).hset('users:1', 'name', 'Bob')"]})
+    assert report["codes"] == {"careless": 0} and report["changed"] == ["users:1"]
