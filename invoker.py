@@ -21,7 +21,8 @@ Usage (workers started first, see tasks.py)::
 
 Every wait has a limit (--timeout, default 10 s). Problems end with one line on stderr and a
 non-zero exit: 2 a usage mistake or a setting it cannot use (REDIS_URL=garbage), 3 a broker or
-result backend it cannot use (none there, a wrong password, no such database), 4 no worker
+result backend it cannot use (none there, a wrong password, no such database, an ACL user
+without the right), 4 no worker
 answering, 1 a task that raised, 130 Ctrl-C. No URL is shown with its password.
 
 The commands live in `commands/`, one module per lesson (`commands/lesson_NN.py`, each with an
@@ -79,6 +80,17 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+def broker_error_line(error: Exception) -> str:
+    """One line for Redis going wrong mid-command: gone, or refusing what we asked."""
+    url = redacted(tasks.app.conf.broker_url)
+    if "no permissions" in str(error):   # NOPERM: an ACL user without this command or key
+        return (f"error: the Redis user of {url} may not do this ({error}) — grant it in the "
+                "user's ACL (README, Security), or use a user who may")
+    if isinstance(error, redis.exceptions.ResponseError):
+        return f"error: the Redis at {url} refused a command ({error}) — check the URL and its user"
+    return f"error: lost the broker at {url} ({error}) — is Redis still running? Check REDIS_URL"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         options = build_parser().parse_args(argv)
@@ -88,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except InvokerError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.code
-    except (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError) as error:
-        print(f"error: lost the broker at {redacted(tasks.app.conf.broker_url)} ({error}) — is "
-              "Redis still running? Check REDIS_URL", file=sys.stderr)
+    except (kombu.exceptions.OperationalError, redis.exceptions.RedisError) as error:
+        print(broker_error_line(error), file=sys.stderr)
         return EXIT_NO_BROKER
     except KeyboardInterrupt:
         try:

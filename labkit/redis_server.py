@@ -142,9 +142,15 @@ class RedisServer:
     `RedisServer.existing(url)` wraps a server someone else runs: `stop()` leaves it alone.
     """
 
-    def __init__(self, port: int | None = None, binary: str | None = None):
+    def __init__(self, port: int | None = None, binary: str | None = None,
+                 config: list[str] | None = None, user: str | None = None,
+                 password: str | None = None):
+        """`config`: more redis-server arguments (e.g. ACL users: ["--user", "default", "off",
+        …]); `user`/`password`: who the URL logs in as, when the default user cannot."""
         self.port = port
         self.binary = binary
+        self.config = list(config or [])
+        self.credentials = f"{user or ''}:{password}@" if password else ""
         self.process: subprocess.Popen | None = None
         self._url: str | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
@@ -183,6 +189,7 @@ class RedisServer:
                     "--daemonize", "no",
                     "--loglevel", "warning",
                     "--databases", "32",     # tests give each isolated world a database of its own
+                    *self.config,
                 ],
                 # A file, not a pipe: a pipe nobody reads would fill up and freeze the server.
                 stdout=log,
@@ -191,7 +198,7 @@ class RedisServer:
                 preexec_fn=die_with_parent,
             )
             log.close()  # the child holds its own copy
-            self._url = f"redis://127.0.0.1:{port}/0"
+            self._url = f"redis://{self.credentials}127.0.0.1:{port}/0"
             atexit.register(self.stop)
             if self._wait_until_answering(timeout):
                 return self
@@ -254,7 +261,7 @@ class RedisServer:
 
     def __repr__(self) -> str:
         how = f"started here, pid {self.process.pid}" if self.process else "already running"
-        return f"<RedisServer {self._url} ({how})>"
+        return f"<RedisServer {redacted(self._url) if self._url else None} ({how})>"
 
 
 def ensure_redis(set_environment: bool = True, default_url: str | None = None) -> RedisServer:
