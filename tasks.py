@@ -24,7 +24,8 @@ Settings come from the environment:
                             beat sends the single-instance extractor; its lock's lease (lesson 03)
     TARGET_MAX_RETRIES, TARGET_BACKOFF, TARGET_BACKOFF_CAP, TARGET_RATE_LIMIT
                             run_on_target's retry policy and rate limit, read by workers (lesson 03)
-    FFT_PROGRESS_INTERVAL   seconds between PROGRESS updates of the FFT tasks (default 0.2)
+    FFT_PROGRESS_INTERVAL   seconds between PROGRESS updates of the FFT tasks (default 0.2,
+                            at least 0.01)
 
 After you edit this file, restart the workers: a running worker keeps the code it started with.
 """
@@ -288,7 +289,9 @@ def run_on_target(self, target: str, seconds: float = 1.0):
 # notebooks) imports this file, and scipy.signal alone takes about a second to import. A pool
 # process pays that once, on its first FFT task.
 
-PROGRESS_INTERVAL = settings.seconds("FFT_PROGRESS_INTERVAL", 0.2)
+# At least 0.01 s: each update costs a few round trips to Redis, and an interval near 0 would turn
+# the task into a reporter that computes on the side (issue 11, case 8).
+PROGRESS_INTERVAL = settings.seconds("FFT_PROGRESS_INTERVAL", 0.2, minimum=0.01)
 
 
 @app.task(bind=True)

@@ -48,10 +48,15 @@ def _refuse(name: str, value: str, what: str, example) -> SettingError:
                         "or unset it for the default")
 
 
-def seconds(name: str, default: float | None, maximum: float = MAX_SECONDS) -> float | None:
-    """A positive duration from the environment, so notebooks and tests can compress time."""
-    return _positive(name, default, f"a number of seconds above 0 and at most {maximum:g}",
-                     example=5, maximum=maximum)
+def seconds(name: str, default: float | None, maximum: float = MAX_SECONDS,
+            minimum: float | None = None) -> float | None:
+    """A positive duration from the environment, so notebooks and tests can compress time;
+    `minimum` where a shorter one would do harm (a report every microsecond)."""
+    if minimum is None:
+        return _positive(name, default, f"a number of seconds above 0 and at most {maximum:g}",
+                         example=5, maximum=maximum)
+    return _positive(name, default, f"a number of seconds from {minimum:g} to {maximum:g}",
+                     example=5, maximum=maximum, minimum=minimum)
 
 
 def positive_number(name: str, default: float | None,
@@ -61,7 +66,8 @@ def positive_number(name: str, default: float | None,
                      maximum=maximum)
 
 
-def _positive(name: str, default, what: str, example, maximum: float) -> float | None:
+def _positive(name: str, default, what: str, example, maximum: float,
+              minimum: float = 0.0) -> float | None:
     value = _raw(name)
     if value is None:
         return default
@@ -69,8 +75,8 @@ def _positive(name: str, default, what: str, example, maximum: float) -> float |
         number = float(value)
     except ValueError:
         raise _refuse(name, value, what, example) from None
-    if not (math.isfinite(number) and 0 < number <= maximum):   # NaN fails every comparison
-        raise _refuse(name, value, what, example)
+    if not (math.isfinite(number) and 0 < number <= maximum and number >= minimum):
+        raise _refuse(name, value, what, example)   # (NaN fails every comparison)
     return number
 
 

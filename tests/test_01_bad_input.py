@@ -152,6 +152,7 @@ def test_06_redacted_keeps_everything_but_the_password():
 @pytest.mark.parametrize("name, value", [("FFT_PROGRESS_INTERVAL", "abc"),   # 7
                                          ("FFT_PROGRESS_INTERVAL", "-1"),    # 8
                                          ("FFT_PROGRESS_INTERVAL", "inf"),
+                                         ("FFT_PROGRESS_INTERVAL", "0.0001"),  # 8: a floor
                                          ("EXTRACT_EVERY", "nan"),           # 9
                                          ("EXTRACT_EVERY", "inf"),
                                          ("REDBEAT_LOCK_TIMEOUT", "inf"),
