@@ -13,6 +13,9 @@ and pushes the fence onto its wake list. So:
   (and the waiter takes it);
 - a waiter that dies or gives up is skipped: it renews a `waiting` key every `sleep` seconds
   (the BLPOP timeout, the polling fallback), and a handoff goes only to a waiter whose key lives.
+  One killed less than 3 × `sleep` (at least 0.5 s) before a release may still be handed the
+  lock; it is then free when that lease ends, as after a holder's crash. Hence a fair lock needs
+  a timeout (`Lock` refuses `fair=True` without one).
 
 The keys the scripts name from the lock's name (`<name>:waiters`, `<name>:waiting:<token>`,
 `<name>:wake:<token>`) are not declared as KEYS: one Redis, not Cluster. The release is a script

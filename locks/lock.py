@@ -151,12 +151,15 @@ class Lock(redis.lock.Lock):
 
         ``fair``: a blocked ``acquire`` queues instead of polling every ``sleep`` s, and a release
         hands the lock to the first waiter in the queue (see `locks.fair`); ``sleep`` stays the
-        fallback: a waiter renews its place in the queue that often.
+        fallback: a waiter renews its place in the queue that often. It needs a ``timeout``.
         """
         _ttl_ms(timeout, name)  # refuse a lease Redis cannot set now, not at the first acquire
         if auto_renewal and not timeout:
             raise LockError("auto_renewal needs a timeout: a lock without one never expires",
                             lock_name=name)
+        if fair and not timeout:
+            raise LockError("fair=True needs a timeout: a lock handed to a waiter that died while "
+                            "it queued is freed only when its lease ends", lock_name=name)
         if auto_renewal and renewal_interval and renewal_interval >= timeout:
             raise LockError(f"renewal_interval ({renewal_interval} s) must be shorter than the "
                             f"timeout ({timeout} s), or the lease ends before it is renewed",
