@@ -18,6 +18,12 @@ Usage (workers started first, see tasks.py)::
     $ python invoker.py fft 200000           # a live progress bar; Ctrl-C asks the task to stop
     $ python invoker.py fft 100000 --tasks 6 # six at once, one bar each
     $ python invoker.py spectrum --tones 440 1000:0.5 2500:0.8 --frames 500
+    $ python invoker.py chain 100 5 2        # lesson 05: a chain, link by link; a 0 stops it
+    $ python invoker.py chord 1 2 4          # parts side by side, then the body; a 0: ChordError
+    $ python invoker.py retry 2              # Celery's retry backoff: 1 s, then 2 s
+    $ python invoker.py eta --in 3           # runs in 3 s, held by a worker until then
+    $ python invoker.py timelimit --soft 1   # or --hard 1: what each limit does to the task
+    $ python invoker.py route                # a fast lane beside a flood (workers on -Q fast, -Q slow)
 
 Every wait has a limit (--timeout, default 10 s). Problems end with one line on stderr and a
 non-zero exit: 2 a usage mistake or a setting it cannot use (REDIS_URL=garbage), 3 a broker or

@@ -26,6 +26,10 @@ Settings come from the environment:
                             run_on_target's retry policy and rate limit, read by workers (lesson 03)
     FFT_PROGRESS_INTERVAL   seconds between PROGRESS updates of the FFT tasks (default 0.2,
                             at least 0.01)
+    BROKER_VISIBILITY_TIMEOUT
+                            seconds an unacknowledged message may stay with a worker before
+                            another one restores it to its queue (default: Redis transport's
+                            3600); an ETA further away than this can run twice (lesson 05b)
 
 After you edit this file, restart the workers: a running worker keeps the code it started with.
 """
@@ -34,12 +38,15 @@ from __future__ import annotations
 # long on purpose: this is the one file a reader opens to see every task, in lesson order, with
 # the app's settings (README, "Layout"); whatever is not a task lives in tasklib/.
 
+import logging
 import os
 import time
 from functools import lru_cache
 
 import redis
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.log import get_task_logger
 
 from labkit import settings, timeline
 from locks.patterns import exclusive, lock_released, one_per_target, run_skipped, single_instance
@@ -57,6 +64,9 @@ settings.text("TARGET_RATE_LIMIT", "20/s", r"[0-9]{1,6}(\.[0-9]{1,3})?(/[smh])?"
               "a Celery rate limit: tasks per second, minute or hour", "20/s")
 settings.text("EXTRACT_QUEUE", None, r"[A-Za-z0-9_.:-]{1,100}", "a queue name", "extract")
 settings.text("EXTRACT_SINGLE_INSTANCE", None, r"[01]", "0 or 1", "1")
+# Lesson 05b. Unset: the Redis transport's own one hour, and no transport option at all.
+# A floor of a second: shorter, workers would hand each other every message they hold.
+BROKER_VISIBILITY_TIMEOUT = settings.seconds("BROKER_VISIBILITY_TIMEOUT", None, minimum=1.0)
 
 app = Celery("tasks")
 app.conf.update(
@@ -80,6 +90,15 @@ app.conf.update(
     broker_connection_timeout=3,
     task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
     redis_socket_connect_timeout=3,
+    # Lesson 05b. A message a worker holds unacknowledged (an ETA task waits in its memory) goes
+    # back to the queue once it is older than the visibility timeout, whenever a worker scans:
+    # at its start, then every 100 s or so. An ETA beyond it runs twice (kombu#337, celery#2481).
+    broker_transport_options=({"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+                              if BROKER_VISIBILITY_TIMEOUT else {}),
+    # Lesson 05b: short tasks get a lane of their own; start workers with -Q fast / -Q slow.
+    # Only these two tasks are routed: every other task stays on the default queue, "celery".
+    task_routes={"tasks.send_reset_email": {"queue": "fast"},
+                 "tasks.monthly_report": {"queue": "slow"}},
 )
 
 
@@ -366,3 +385,167 @@ def spectrum(self, tones, frames: int = 200, frame_size: int = 4096, sample_rate
     if return_spectrum:
         outcome.update(frequencies=frequencies.tolist(), magnitudes=magnitudes.tolist())
     return outcome
+
+
+# --- Lesson 05a: Mini Celery's wishes done by Celery: canvas and retries ---------------------
+# Mini Celery (scenes/lesson_05_mini_celery.py) runs hello(world()) by counting a child's parents
+# down in Redis. Celery's canvas builds the same from signatures, `world.s() | hello.s()`, and
+# needs no counter for a chain: each message carries the rest of the chain, and the worker that
+# finishes one link sends the next. A chord's parts are counted in the result backend; the
+# worker that stores the last one sends the body. A failing link stops a chain (the links after
+# it are marked FAILURE, never run), and a chord's body gets ChordError instead of running:
+# unlike Mini Celery, a child never receives its parent's exception as an argument. Errors go to
+# link_error callbacks (`record_failure`). Retries: the three `flaky*` tasks below.
+from locks.patterns import backoff as full_jitter_backoff   # noqa: E402  lesson 03's, reused
+from tasklib.canvas import answer_after, log_failure         # noqa: E402
+
+
+@app.task
+def world():
+    return "World"
+
+
+@app.task
+def hello(thing):
+    return f"Hello {thing}!"
+
+
+@app.task
+def square(x, seconds: float = 0.0):
+    """x * x after `seconds` of pretend work: chord parts that take different times."""
+    time.sleep(seconds)
+    return x * x
+
+
+@app.task
+def record_failure(request, exc, traceback):
+    """A link_error callback. With these three arguments Celery calls it at once, in the worker
+    where the failure happened (with one, the task id, it would be sent as a task of its own)."""
+    log_failure(db(), request.id, request.task, exc)
+
+
+# Celery's own retry options: attempt n + 1 comes min(retry_backoff_max, retry_backoff × 2ⁿ)
+# seconds after attempt n fails (celery/utils/time.py: get_exponential_backoff_interval), in
+# WHOLE seconds (the factor is int(retry_backoff)), with retry_jitter a random whole number of
+# seconds from 0 up to that; after max_retries retries the task fails with the last exception.
+RETRY_OPTIONS = {"autoretry_for": (ConnectionError,), "max_retries": 3, "retry_backoff": 1,
+                 "retry_backoff_max": 2}
+
+
+@app.task(bind=True, retry_jitter=False, **RETRY_OPTIONS)
+def flaky(self, failures: int):
+    """Fails its first `failures` attempts; Celery retries it 1 s, 2 s, 2 s later, then gives up."""
+    return answer_after(self.request.retries + 1, failures, self.request.hostname)
+
+
+@app.task(bind=True, retry_jitter=True, **RETRY_OPTIONS)
+def flaky_jittered(self, failures: int):
+    """`flaky`, with jitter: each delay a random WHOLE number of seconds, 0 up to 1, 2, 2."""
+    return answer_after(self.request.retries + 1, failures, self.request.hostname)
+
+
+@app.task(bind=True)
+def flaky_backoff(self, failures: int, base: float = 0.2, cap: float = 1.6, max_retries: int = 4,
+                  jitter: bool = False):
+    """`flaky` with the same backoff in fractions of a second, computed here, as lesson 03's
+    one_per_target does: retry n waits min(cap, base × 2ⁿ), or with `jitter` a random time up to
+    it (locks.patterns.backoff). self.retry is what autoretry_for calls too."""
+    try:
+        return answer_after(self.request.retries + 1, failures, self.request.hostname)
+    except ConnectionError as error:
+        retries = self.request.retries
+        delay = full_jitter_backoff(retries, base, cap) if jitter else min(cap, base * 2**retries)
+        raise self.retry(exc=error, countdown=delay, max_retries=max_retries)
+
+
+# --- Lesson 05b: time: ETAs, visibility timeouts, time limits; routing; task logging ---------
+# Run at a time: send_reminder.apply_async(args, countdown=3) or eta=<a datetime>. The worker
+# takes the message at once and keeps it, unacknowledged, in its memory until then; on Redis the
+# message is also in the "unacked" hash, and once it is older than the visibility timeout any
+# worker that scans (every worker at its start, then every 100 s or so) puts it back in the queue:
+# the task then runs twice (kombu#337, celery#2481, celery#3270). See BROKER_VISIBILITY_TIMEOUT.
+#
+# Time limits: soft_time_limit raises SoftTimeLimitExceeded inside the task, which can clean up;
+# time_limit terminates the pool process, which the worker replaces. Per task in the decorator,
+# per call with apply_async(soft_time_limit=…, time_limit=…). Prefork pool only.
+#
+# Routing: send_reset_email and monthly_report are routed (task_routes, above) to queues "fast"
+# and "slow"; a worker serves only the queues named by -Q. Logging: get_task_logger.
+
+logger = get_task_logger(__name__)       # lines carry the task's name and id (task_log_format)
+plain_logger = logging.getLogger("importer")   # an ordinary logger, not under "tasks"
+
+
+@app.task(bind=True)
+def send_reminder(self, text: str = "your appointment is tomorrow"):
+    """A reminder meant to go out once, at a chosen time: send it with countdown= or eta=."""
+    logger.info("reminder sent: %s", text)
+    return {"text": text, "worker": self.request.hostname, "eta": self.request.eta,
+            "ran_at": time.time()}
+
+
+EXPORT_SCRATCH = "export:scratch:"   # + task id: the half-written export, removed by cleanup
+EXPORT_SAVED = "export:saved:"       # + task id: how many items cleanup saved
+
+
+# A hard limit for every run of this task; a call may set its own soft and hard limits. No soft
+# limit here: a call's time_limit below a task's soft_time_limit is not enforced until the soft
+# one fires (celery#9125), so a call could not ask for a short hard limit alone.
+@app.task(bind=True, time_limit=60)
+def export_batch(self, items: int = 10, seconds_per_item: float = 0.5,
+                 cleanup_seconds: float = 1.0):
+    """Export `items` items of `seconds_per_item` each; clean up in `cleanup_seconds`.
+
+    While it works it keeps a scratch key; cleanup (`finally`) saves how many items are done
+    and removes the scratch key. Returns {"done", "of", "stopped_early", "pid", "worker"}.
+
+    At a soft limit (the call's soft_time_limit) SoftTimeLimitExceeded is raised wherever the
+    body is: the loop stops, cleanup runs, and the task returns what it got done. At the hard
+    limit (60 s, or the call's time_limit) the worker terminates the pool process: SIGTERM,
+    which billiard turns into SystemExit (so `finally` may start), then SIGKILL 0.1 s later.
+    The cleanup is cut off, the scratch key stays until it expires, the task is FAILURE with
+    TimeLimitExceeded, and the worker starts a new pool process.
+    """
+    scratch = EXPORT_SCRATCH + self.request.id
+    db().set(scratch, "a half-written export", ex=3600)
+    done, stopped_early = 0, False
+    try:
+        for _ in range(items):
+            time.sleep(seconds_per_item)
+            done += 1
+    except SoftTimeLimitExceeded:
+        # Caught by name: a bare `except Exception` around the work would swallow it too.
+        logger.warning("soft time limit: stopping after %d of %d items", done, items)
+        stopped_early = True
+    finally:
+        logger.info("cleaning up: saving %d items, removing %s", done, scratch)
+        time.sleep(cleanup_seconds)        # flushing what is done takes a moment
+        saving = db().pipeline()
+        saving.set(EXPORT_SAVED + self.request.id, done, ex=3600).delete(scratch).execute()
+        logger.info("cleaned up")
+    return {"done": done, "of": items, "stopped_early": stopped_early, "pid": os.getpid(),
+            "worker": self.request.hostname}
+
+
+@app.task(bind=True)
+def send_reset_email(self, user: str):
+    """A short task a person waits for (routed to queue "fast")."""
+    time.sleep(0.05)
+    return {"user": user, "worker": self.request.hostname, "started": time.time()}
+
+
+@app.task(bind=True)
+def monthly_report(self, seconds: float = 1.0):
+    """A long task nobody waits for (routed to queue "slow")."""
+    time.sleep(seconds)
+    return {"worker": self.request.hostname, "seconds": seconds}
+
+
+@app.task(bind=True)
+def import_rows(self, rows: int = 3):
+    """Log three ways: the task logger (its lines carry the task id), a plain logger, print()."""
+    for row in range(1, rows + 1):
+        logger.info("imported row %d of %d", row, rows)
+    plain_logger.info("a plain logger's line: which task wrote it?")
+    print("a print() in a task")           # the worker logs it as a WARNING (redirected stdout)
+    return {"rows": rows, "task_id": self.request.id}

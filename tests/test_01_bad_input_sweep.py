@@ -31,6 +31,13 @@ COMMANDS = [                     # {} is where the value goes
     ["target", "{}"], ["target", "dave", "--seconds", "{}"],
     ["fft", "{}"], ["fft", "10", "--tasks", "{}"],
     ["spectrum", "--tones", "{}"], ["spectrum", "--frames", "{}"],
+    ["hello", "{}"], ["chain", "{}", "2"], ["chain", "100", "{}"], ["chord", "{}"],   # lesson 05a
+    ["retry", "{}"], ["retry", "1", "--backoff", "{}"], ["retry", "1", "--backoff", "0.2", "--cap", "{}"],
+    ["retry", "1", "--backoff", "0.2", "--max-retries", "{}"],
+    ["eta", "--in", "{}"], ["eta", "--at", "{}"], ["eta", "--text", "{}"],   # lesson 05b
+    ["timelimit", "--soft", "{}"], ["timelimit", "--hard", "{}"], ["timelimit", "--items", "{}"],
+    ["timelimit", "--item-seconds", "{}"], ["route", "--reports", "{}"],
+    ["route", "--emails", "{}"], ["route", "--report-seconds", "{}"],
     ["{}"],                      # an unknown command
 ]
 
@@ -39,7 +46,7 @@ VARIABLES = ["REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "MAIL_EV
              "EXTRACT_EVERY", "EXTRACT_SECONDS", "EXTRACT_EXPIRES", "EXTRACT_QUEUE", "REPORT_CRON",
              "CRON_SPEEDUP", "CRON_EPOCH", "REDBEAT_LOCK_TIMEOUT", "EXTRACT_SINGLE_INSTANCE",
              "EXTRACT_LOCK_TTL", "TARGET_MAX_RETRIES", "TARGET_BACKOFF", "TARGET_BACKOFF_CAP",
-             "TARGET_RATE_LIMIT", "FFT_PROGRESS_INTERVAL"]
+             "TARGET_RATE_LIMIT", "FFT_PROGRESS_INTERVAL", "BROKER_VISIBILITY_TIMEOUT"]
 NEEDS = {"CRON_SPEEDUP": {"REPORT_CRON": "* * * * *"}, "CRON_EPOCH": {"REPORT_CRON": "* * * * *"}}
 
 # What beat and a worker compute from the settings at start: every schedule's next run.
