@@ -62,7 +62,7 @@ with RedisServer(port=6379) as users_redis:
         report["codes"][name] = done.returncode
         report["outputs"][name] = done.stdout[-3000:]
         if done.returncode:
-            report["errors"][name] = done.stderr[-3000:]
+            report["errors"][name] = done.stderr[-6000:]
     if job["notebook"]:
         import nbclient, nbformat
         path = os.path.join(os.environ["REPO"], "notebooks", job["notebook"])
