@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,24 @@ def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, f"expected one line, got:\n{text}"
     return lines[0]
+
+
+def as_from_a_terminal() -> None:
+    """preexec_fn for a child a test will Ctrl-C: SIGINT at its default and unblocked, as a shell
+    starts a program, whatever this test process inherited (a CI run once saw two children of
+    one test process ignore it)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def signal_state(pid: int) -> str:
+    """The kernel's view of a process's signals (Linux), for a failure message: which it
+    blocks, ignores and catches, as hex masks (SIGINT is bit 2, 0x2)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return " ".join(line.strip() for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+    except OSError:
+        return "(gone)"
 
 
 def wait_until(condition, timeout: float = 10.0) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import one_line, wait_until
+from conftest import as_from_a_terminal, one_line, wait_until
 from labkit import RedisNotFound, ensure_redis
 from labkit.redis_server import free_port
 
@@ -193,7 +193,7 @@ def test_11_ctrl_c_while_waiting_says_where_the_task_is(workers, redis_client):
     before = started_extractors(redis_client)
     invoker = subprocess.Popen([PY, "invoker.py", "extract", "--seconds", "10"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=as_from_a_terminal)
     try:
         # Ctrl-C once the task is sent and running, however slow the machine: not after a guess
         assert wait_until(lambda: started_extractors(redis_client) - before, timeout=30), \

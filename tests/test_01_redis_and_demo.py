@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import as_from_a_terminal, signal_state, wait_until
 from labkit import RedisNotFound, ensure_redis, redis_answers
 from labkit.redis_server import free_port
 
@@ -91,12 +91,17 @@ def test_make_redis_refuses_a_port_already_answering(redis_url):
 def test_make_redis_runs_in_the_foreground_until_interrupted():
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "labkit.redis_server", "--port", str(port)],
-                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              preexec_fn=as_from_a_terminal)
     try:
         assert "Redis ready at" in server.stdout.readline()
         assert redis_answers(f"redis://127.0.0.1:{port}/0")
+        before = signal_state(server.pid)
         server.send_signal(signal.SIGINT)  # Ctrl-C
-        assert server.wait(10) == 0
+        try:
+            assert server.wait(20) == 0
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 20 s after Ctrl-C; its signals: {before}")
         assert not redis_answers(f"redis://127.0.0.1:{port}/0", timeout=0.5)
     finally:
         server.kill()
@@ -142,7 +147,7 @@ def test_ctrl_c_stops_everything_the_demo_started(fresh_db_url):
     demo = subprocess.Popen([sys.executable, "-m", "labkit.demo"], cwd=ROOT,
                             env={**os.environ, "REDIS_URL": fresh_db_url},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_from_a_terminal)
     try:
         lines = []
         while not (lines and lines[-1].startswith("Workers ready")):
@@ -151,9 +156,10 @@ def test_ctrl_c_stops_everything_the_demo_started(fresh_db_url):
             lines.append(line)
         worker_pids = [int(pid) for pid in re.findall(r"pid (\d+)", lines[-1])]
         assert len(worker_pids) == 3
+        before = signal_state(demo.pid)
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest, _ = demo.communicate(timeout=30)
-        assert demo.returncode == 130
+        assert demo.returncode == 130, f"its signals before Ctrl-C: {before}\n{rest[-2000:]}"
         assert "interrupted — stopping everything the demo started" in rest
         assert "Traceback" not in rest
         assert wait_until(lambda: not any(map(pid_alive, worker_pids)), timeout=10)

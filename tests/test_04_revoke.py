@@ -17,7 +17,7 @@ from celery import Celery
 from celery.exceptions import TaskRevokedError
 
 import tasks
-from conftest import wait_until
+from conftest import as_from_a_terminal, wait_until
 from labkit import REPO_ROOT, Worker, timeline
 from tasklib.progress import CANCEL_PREFIX, CANCEL_TTL, MAX_FFT_ROUNDS, request_cancel
 
@@ -112,7 +112,8 @@ def interrupt_the_invoker_once_its_bar_moves(url, stderr_path, *args):
     with open(stderr_path, "w") as stderr:
         invoker = subprocess.Popen(
             [sys.executable, "invoker.py", *args], cwd=REPO_ROOT,
-            env={**os.environ, "REDIS_URL": url}, stdout=subprocess.PIPE, stderr=stderr, text=True)
+            env={**os.environ, "REDIS_URL": url}, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            preexec_fn=as_from_a_terminal)
         try:
             deadline = time.monotonic() + WAIT
             # Wait until the bar has moved: the first task is running on the lone worker.
