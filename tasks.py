@@ -30,6 +30,9 @@ Settings come from the environment:
                             seconds an unacknowledged message may stay with a worker before
                             another one restores it to its queue (default: Redis transport's
                             3600); an ETA further away than this can run twice (lesson 05b)
+    NOTHING_LOST=1          workers acknowledge a task after it ran, requeue one whose process
+                            died, retry a lost broker for ever, and stop softly: the settings
+                            gathered in NOTHING_LOST_SETTINGS, each with its cost (lesson 06)
 
 After you edit this file, restart the workers: a running worker keeps the code it started with.
 """
@@ -549,3 +552,97 @@ def import_rows(self, rows: int = 3):
     plain_logger.info("a plain logger's line: which task wrote it?")
     print("a print() in a task")           # the worker logs it as a WARNING (redirected stdout)
     return {"rows": rows, "task_id": self.request.id}
+
+
+# --- Lesson 06: nothing lost: acks_late, killed workers, restarts, prefetch -------------------
+# By default a worker acknowledges a message when it RECEIVES it: a worker killed mid-task (kill
+# -9, the OOM killer, a machine gone) takes the task with it, and its state stays STARTED for
+# ever. NOTHING_LOST=1 (read by workers) applies the settings below instead, each with what it
+# protects against and what it costs. Redis must keep what it is given too: appendonly yes
+# (AOF, appendfsync everysec: at most a second of writes lost in a crash), and maxmemory-policy
+# noeviction (an evicting Redis drops queued messages, results and lesson 03's fences).
+NOTHING_LOST = settings.text("NOTHING_LOST", None, r"[01]", "0 or 1", "1") == "1"
+NOTHING_LOST_SETTINGS = {
+    # Acknowledge after the task returns, not on receipt: the message of a worker that dies
+    # mid-task stays in Redis's "unacked" hash, and goes back to its queue once it is older than
+    # the visibility timeout (BROKER_VISIBILITY_TIMEOUT, one hour by default), when a worker
+    # scans: at its start, then every 100 s or so. Costs: the task may run twice, so it must be
+    # idempotent (send_invoice_once below); the visibility timeout must exceed the longest task,
+    # or long tasks run twice while they still run (celery#5935).
+    "task_acks_late": True,
+    # acks_late alone still ACKNOWLEDGES a task whose pool process was killed while the worker
+    # lived (OOM killer, SIGKILL): FAILURE with WorkerLostError, never run again (celery#4984,
+    # PR #3053). This puts it back in the queue at once. Cost: a task that always kills its
+    # process (a poison message) comes back for ever.
+    "task_reject_on_worker_lost": True,
+    # With acks_late, the multiplier counts the running task: a process holds one message, the
+    # one it runs, and none waits in a busy worker while another is idle. Cost: one broker round
+    # trip per task, felt only with many tiny tasks.
+    "worker_prefetch_multiplier": 1,
+    # A broker that went away (a Redis restart) is retried for ever, not 100 times and then the
+    # worker exits. Cost: a worker pointed at the wrong broker waits silently (its log says why).
+    "broker_connection_max_retries": None,
+    # A task running when the connection drops cannot be acknowledged on it any more, and its
+    # message will be delivered again: cancel the running copy rather than have it run twice
+    # (Celery's default from 6.0; without it, 5.x logs a CPendingDeprecationWarning on every loss).
+    "worker_cancel_long_running_tasks_on_connection_loss": True,
+    # A result store that fails (Redis restarting) is retried instead of losing the result.
+    # Cost: a task's process waits up to about a minute before giving up.
+    "result_backend_always_retry": True,
+    "result_backend_max_retries": 10,
+    # Stop (SIGQUIT, Ctrl-C twice) waits this many seconds for running tasks to finish before it
+    # cancels them; with acks_late a cancelled task goes back to its queue (Celery 5.5). Cost:
+    # a stop takes that long. Warm shutdown (SIGTERM) waits for running tasks however long.
+    "worker_soft_shutdown_timeout": 5.0,
+    "worker_enable_soft_shutdown_on_idle": True,   # also wait when only ETA tasks are held
+}
+if NOTHING_LOST:
+    app.conf.update(NOTHING_LOST_SETTINGS)
+
+# What a task did, seen from outside: the invoices the mail service received (a list: every
+# delivery lands), and the ones it accepted with an idempotency key (a hash: the first one wins).
+MAILBOX = "lesson06:mailbox:"        # + invoice: one entry per email delivered
+MAILBOX_ONCE = "lesson06:delivered"  # invoice -> the task id whose delivery was accepted
+
+
+@app.task(bind=True)
+def send_invoice(self, invoice: str, seconds: float = 1.0):
+    """Email `invoice`, then spend `seconds` filing it. NOT idempotent: run twice, the customer
+    gets two emails. A worker killed while filing has sent it but not acknowledged it."""
+    db().rpush(MAILBOX + invoice, self.request.hostname)
+    time.sleep(seconds)
+    return {"invoice": invoice, "worker": self.request.hostname, "pid": os.getpid()}
+
+
+@app.task(bind=True)
+def send_invoice_once(self, invoice: str, seconds: float = 1.0):
+    """`send_invoice`, idempotent: the invoice number is the idempotency key, and the mail
+    service keeps the first delivery per key (HSETNX, one atomic step). A redelivered run sends
+    nothing new. Claiming the key BEFORE sending, in a step of its own, would not do: a worker
+    killed between the two would leave the invoice claimed and never sent."""
+    if db().hsetnx(MAILBOX_ONCE, invoice, self.request.id):
+        db().rpush(MAILBOX + invoice, self.request.hostname)
+    time.sleep(seconds)
+    return {"invoice": invoice, "worker": self.request.hostname, "pid": os.getpid()}
+
+
+_leaked: list[bytes] = []   # grows in each pool process, never freed: the leak
+
+
+@app.task
+def leaky(megabytes: float = 10.0):
+    """Keep `megabytes` more of memory for good (a cache that is never emptied), touched so that
+    it is resident. Returns the pool process's pid and its resident memory in MiB."""
+    _leaked.append(b"\x01" * int(megabytes * 2**20))   # written, so resident (bytes(n) is not)
+    return {"pid": os.getpid(), "rss_mib": _resident_mib()}
+
+
+def _resident_mib() -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:   # not Linux: the peak instead (KiB on Linux, bytes on macOS)
+        import resource
+        import sys
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

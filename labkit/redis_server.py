@@ -144,9 +144,12 @@ class RedisServer:
 
     def __init__(self, port: int | None = None, binary: str | None = None,
                  config: list[str] | None = None, user: str | None = None,
-                 password: str | None = None):
+                 password: str | None = None, workdir: str | Path | None = None):
         """`config`: more redis-server arguments (e.g. ACL users: ["--user", "default", "off",
-        …]); `user`/`password`: who the URL logs in as, when the default user cannot."""
+        …]); `user`/`password`: who the URL logs in as, when the default user cannot;
+        `workdir`: the server's --dir, kept after stop() (a temporary one by default), so that a
+        server restarted on it with `config=["--appendonly", "yes"]` reads its AOF back."""
+        self.workdir = None if workdir is None else Path(workdir)
         self.port = port
         self.binary = binary
         self.config = list(config or [])
@@ -177,6 +180,8 @@ class RedisServer:
         for _attempt in range(5):
             port = self.port or free_port()
             self._workdir = tempfile.TemporaryDirectory(prefix="labkit-redis-")
+            if self.workdir is not None:
+                self.workdir.mkdir(parents=True, exist_ok=True)
             log = open(self._log_path(), "wb")
             self.process = subprocess.Popen(
                 [
@@ -185,7 +190,7 @@ class RedisServer:
                     "--bind", "127.0.0.1",
                     "--save", "",            # no RDB snapshots: nothing of a lesson outlives it
                     "--appendonly", "no",
-                    "--dir", self._workdir.name,
+                    "--dir", str(self.workdir or self._workdir.name),
                     "--daemonize", "no",
                     "--loglevel", "warning",
                     "--databases", "32",     # tests give each isolated world a database of its own

@@ -1,0 +1,197 @@
+"""Lesson 06's scenes: a worker killed mid-task, under the defaults and under NOTHING_LOST=1.
+
+Usage (notebook 06a, tests/test_06_kill.py and `scripts/figures.py 06` call these)::
+
+    >>> outcome = kill_mid_task(reliable=False)            # defaults: ack on receipt
+    >>> outcome.final_state, outcome.deliveries            # 'STARTED', 1: lost, never finished
+    >>> outcome = kill_mid_task(reliable=True)             # NOTHING_LOST=1, visibility 2 s
+    >>> outcome.final_state, outcome.deliveries            # 'SUCCESS', 2: ran again, emailed twice
+    >>> kill_mid_task(reliable=True, idempotent=True).deliveries     # 1: the key stopped it
+    >>> kill_mid_task(reliable=True, kill="pool").final_state        # 'SUCCESS', at once
+
+Both kills are forced, never hoped for: the task is killed only once it is STARTED and its
+email is out (polled), so the kill always lands mid-task.
+
+- kill="worker": SIGKILL to the worker's whole process group (main process and pool), as when
+  a machine dies. The main process cannot say anything. With the defaults the message was
+  acknowledged on receipt: gone. With acks_late it stays in Redis's "unacked" hash; the rescuer
+  worker, started once the message is older than the visibility timeout, finds it in its
+  start-up scan (kombu's QoS.restore_visible) and runs it.
+- kill="pool": SIGKILL to the pool process only (the OOM killer's way). The main process sees
+  WorkerLostError: with acks_late alone it still acknowledges the task (FAILURE, never rerun);
+  task_reject_on_worker_lost puts it back in the queue at once.
+
+`url`: the Redis the workers use (a test's own database); default REDIS_URL.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+
+import redis
+from celery import Celery
+
+import tasks
+from labkit import Worker, timeline
+
+WAIT = 60.0
+RESTORE_MARGIN = 0.5   # seconds past the visibility timeout before the rescuer starts
+WATCH_AFTER = 1.0      # seconds to watch, once nothing more can happen, that nothing does
+PRODUCER_SETTINGS = ("task_serializer", "result_serializer", "accept_content",
+                     "result_accept_content", "result_extended", "broker_connection_timeout",
+                     "task_publish_retry_policy", "redis_socket_connect_timeout")
+
+
+def producer_for(url: str | None) -> Celery:
+    """tasks.app, or a producer with its settings for the Redis at `url` (a test's database)."""
+    if url is None:
+        return tasks.app
+    app = Celery("tasks", set_as_current=False)
+    app.conf.update({key: tasks.app.conf[key] for key in PRODUCER_SETTINGS},
+                    broker_url=url, result_backend=url)
+    return app
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll `condition()` until it is true and return its value; TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:g} s for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def worker_env(url: str | None, reliable: bool, visibility_timeout: float, **more) -> dict:
+    """The environment of a lesson 06 worker: NOTHING_LOST or the defaults, on `url`."""
+    env = {"NOTHING_LOST": "1" if reliable else "0",
+           "BROKER_VISIBILITY_TIMEOUT": f"{visibility_timeout:g}", **more}
+    if url:
+        env["REDIS_URL"] = url
+    return env
+
+
+@dataclasses.dataclass
+class KillOutcome:
+    """What happened to one task whose worker was killed mid-run (times are Unix times)."""
+
+    reliable: bool
+    idempotent: bool
+    kill: str                      # "worker" or "pool"
+    visibility_timeout: float
+    task_id: str
+    sent: float
+    killed: float
+    rescuer_started: float | None  # kill="worker": when the second worker was started
+    state_after_kill: str          # what the producer read just after the kill
+    final_state: str               # and at the end
+    deliveries: int                # emails the customer received
+    runs: list                     # timeline runs of the task (a killed run never ends)
+
+    @property
+    def run_count(self) -> int:
+        return len(self.runs)
+
+    @property
+    def settings(self) -> str:
+        return "NOTHING_LOST=1" if self.reliable else "defaults"
+
+
+class KillScene:
+    """Worker `<prefix>1` runs one send_invoice(_once); it is killed mid-task; for a whole-worker
+    kill, worker `<prefix>2` is started once the visibility timeout has passed."""
+
+    def __init__(self, reliable: bool, idempotent: bool = False, kill: str = "worker",
+                 url: str | None = None, visibility_timeout: float = 2.0,
+                 seconds: float = 1.5, prefix: str = "kill"):
+        if kill not in ("worker", "pool"):
+            raise ValueError(f"kill is 'worker' or 'pool', not {kill!r}")
+        self.reliable, self.idempotent, self.kill = reliable, idempotent, kill
+        self.url, self.visibility_timeout, self.seconds = url, visibility_timeout, seconds
+        self.app = producer_for(url)
+        env = worker_env(url, reliable, visibility_timeout)
+        self.workers = [Worker(f"{prefix}{n}", env=env) for n in (1, 2)]
+        self.client = redis.Redis.from_url(url or os.environ["REDIS_URL"], decode_responses=True)
+        self.invoice = f"INV-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        self.result = self.run_id = self.sent = self.killed = self.rescued = None
+        self.state_after_kill = None
+
+    def start(self) -> "KillScene":
+        self.workers[0].start().wait_ready()
+        return self
+
+    @property
+    def task_name(self) -> str:
+        return "tasks.send_invoice_once" if self.idempotent else "tasks.send_invoice"
+
+    def send_and_kill(self) -> "KillScene":
+        """Send the invoice task; kill once it is STARTED and its email is out."""
+        self.run_id = timeline.start_run("kill", url=self.url)
+        self.sent = time.time()
+        self.result = self.app.send_task(self.task_name, [self.invoice, self.seconds])
+        wait_for(lambda: self.result.state == "STARTED" and self.deliveries() >= 1, WAIT,
+                 "the invoice task to start and send its email")
+        if self.kill == "worker":
+            self.workers[0].stop(graceful=False)          # SIGKILL to the whole group
+        else:
+            os.kill(self.result.info["pid"], signal.SIGKILL)   # the pool process only
+        self.killed = time.time()
+        time.sleep(0.3)   # let the main process (if alive) notice: what a producer reads now
+        self.state_after_kill = self.result.state
+        return self
+
+    def rescue(self) -> "KillScene":
+        """kill="worker": start the second worker once the message is older than the visibility
+        timeout (its start-up scan restores it). kill="pool": the first worker is still there."""
+        if self.kill == "worker":
+            time.sleep(max(0.0, self.killed + self.visibility_timeout + RESTORE_MARGIN
+                           - time.time()))
+            self.rescued = time.time()
+            self.workers[1].start().wait_ready()
+        return self
+
+    def finish(self, timeout: float = WAIT) -> KillOutcome:
+        """Wait until the task has ended (if it will), then watch a moment more."""
+        if self.reliable:
+            wait_for(lambda: self.result.state in ("SUCCESS", "FAILURE"), timeout,
+                     "the task to run again")
+        elif self.kill == "pool":
+            wait_for(lambda: self.result.state == "FAILURE", timeout, "the WorkerLostError")
+        time.sleep(WATCH_AFTER)   # nothing more is queued, held or coming: see it stay so
+        runs = [run for run in timeline.runs(self.run_id, self.url)
+                if run.task_id == self.result.id]
+        return KillOutcome(self.reliable, self.idempotent, self.kill, self.visibility_timeout,
+                           self.result.id, self.sent, self.killed, self.rescued,
+                           self.state_after_kill, self.result.state, self.deliveries(), runs)
+
+    def deliveries(self) -> int:
+        return self.client.llen(tasks.MAILBOX + self.invoice)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.client.close()
+
+    def __enter__(self) -> "KillScene":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def kill_mid_task(reliable: bool, idempotent: bool = False, kill: str = "worker",
+                  url: str | None = None, visibility_timeout: float = 2.0,
+                  seconds: float = 1.5) -> KillOutcome:
+    """The whole scene in one call: start, send, kill, rescue, finish, stop."""
+    with KillScene(reliable, idempotent, kill, url, visibility_timeout, seconds) as scene:
+        return scene.send_and_kill().rescue().finish()
+
+
+def describe_kill(outcome: KillOutcome) -> str:
+    """One line: settings, what was killed, what the producer saw, how many emails went out."""
+    task = "send_invoice_once" if outcome.idempotent else "send_invoice"
+    return (f"{outcome.settings:<15} {task:<18} kill -9 of the {outcome.kill:<6}: "
+            f"{outcome.state_after_kill} after the kill, {outcome.final_state} at the end, "
+            f"ran {outcome.run_count}×, {outcome.deliveries} email(s)")
