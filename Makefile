@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test redis workers lab figures bench-03 bench-04 clean
+.PHONY: demo test redis workers lab slides figures bench-03 bench-04 clean
 
 demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
 	$(BIN)/python -m labkit.demo
@@ -16,11 +16,18 @@ test: $(VENV)/.installed        ## the whole test suite (private Redis, real wor
 redis: $(VENV)/.installed       ## a real Redis in the foreground on 6379, for the terminals walkthrough
 	$(BIN)/python -m labkit.redis_server --port 6379
 
-workers: $(VENV)/.installed     ## worker1, worker2, worker3 in one terminal (see Procfile)
+workers: $(VENV)/.installed     ## worker1..3 and Flower (FLOWER_PORT, default 5555) in one terminal (Procfile)
 	$(BIN)/honcho start
 
 lab: $(VENV)/.installed         ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
+
+slides: $(VENV)/.installed      ## every notebook executed → slides/NN_*.slides.html, offline decks (npm once)
+	$(BIN)/python scripts/slides.py
+	@# the talk's title slide, as README shows it, and the deck checked offline: needs Chromium
+	@if [ -n "$$CHROMIUM" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+	  $(BIN)/python scripts/deck_browser.py slides/00_brown_bag_talk.slides.html --screenshot img/00_talk_title.png; \
+	else echo "decks built; no Chromium here, so img/00_talk_title.png was not redrawn (apt-get install chromium)"; fi
 
 figures: $(VENV)/.installed     ## regenerate every img/NN_*.png from real runs (private Redis, real workers)
 	$(BIN)/python scripts/figures.py
@@ -43,5 +50,5 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-clean:                          ## remove the virtualenv and run-time files
-	rm -rf $(VENV) .run
+clean:                          ## remove the virtualenv, run-time files and decks
+	rm -rf $(VENV) .run slides
