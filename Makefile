@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # So that `celery`, `honcho` and `jupyter` below are the virtualenv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test redis workers lab slides figures bench-03 bench-04 clean
+.PHONY: demo test redis workers lab slides figures bench-03 bench-04 bench clean
 
 demo: $(VENV)/.installed        ## Redis + 3 workers + the producer tour, then stop it all
 	$(BIN)/python -m labkit.demo
@@ -40,6 +40,9 @@ bench-03: $(VENV)/.installed    ## lock acquire+release cycles/s, as ratios to r
 
 bench-04: $(VENV)/.installed    ## progress reporting overhead and round trips per update
 	$(BIN)/python bench/progress_fft.py
+
+bench: $(VENV)/.installed       ## every benchmark, one table of ratios (brokers, pools, tuning: lesson 07)
+	$(BIN)/python bench/all.py
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \

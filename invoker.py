@@ -94,6 +94,8 @@ def broker_error_line(error: Exception) -> str:
                 "user's ACL (README, Security), or use a user who may")
     if isinstance(error, redis.exceptions.ResponseError):
         return f"error: the Redis at {url} refused a command ({error}) — check the URL and its user"
+    if url.startswith(("amqp:", "pyamqp:")):   # lesson 07: RabbitMQ as the broker
+        return f"error: lost the broker at {url} ({error}) — is RabbitMQ still running? Check CELERY_BROKER_URL"
     return f"error: lost the broker at {url} ({error}) — is Redis still running? Check REDIS_URL"
 
 

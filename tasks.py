@@ -14,7 +14,7 @@ Usage::
 Settings come from the environment:
 
     REDIS_URL               redis://localhost:6379/0 unless set; broker and result backend use it
-    CELERY_BROKER_URL       overrides the broker only
+    CELERY_BROKER_URL       overrides the broker only: Redis, or RabbitMQ (amqp://…, lesson 07)
     CELERY_RESULT_BACKEND   overrides the result backend only
     MAIL_EVERY, EXTRACT_EVERY, EXTRACT_SECONDS, EXTRACT_EXPIRES, EXTRACT_QUEUE
                             the periodic jobs' timings and remedies, read by beat (lesson 02)
@@ -60,7 +60,9 @@ from tasklib.progress import FFT_SAMPLES, NoProgress, Progress, check_fft_rounds
 # Checked before anything connects (labkit/settings.py): an empty or non-Redis URL is refused with
 # one line, never left to Celery, which would fall back to amqp://guest@localhost// on its own.
 REDIS_URL = settings.redis_url("REDIS_URL", "redis://localhost:6379/0")
-BROKER_URL = settings.redis_url("CELERY_BROKER_URL", REDIS_URL, default_text="REDIS_URL")
+# The broker alone may be RabbitMQ, named explicitly (CELERY_BROKER_URL=amqp://…, lesson 07):
+# results, locks and the lessons' data stay in Redis, as in the brown-bag talk's seed set-up.
+BROKER_URL = settings.broker_url("CELERY_BROKER_URL", REDIS_URL, default_text="REDIS_URL")
 RESULT_BACKEND = settings.redis_url("CELERY_RESULT_BACKEND", REDIS_URL, default_text="REDIS_URL")
 # Words read by name further down, checked here too (empty = unset):
 settings.text("TARGET_RATE_LIMIT", "20/s", r"[0-9]{1,6}(\.[0-9]{1,3})?(/[smh])?",
@@ -646,3 +648,74 @@ def _resident_mib() -> float:
         import sys
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+# --- Lesson 07: brokers, pools and tuning, measured side by side ------------------------------
+# The brown-bag talk compares brokers and pools from hearsay; bench/brokers.py, bench/pools.py and
+# bench/tuning.py measure them, side by side in one run (README, lesson 07). The tasks they send:
+# `tally` (the tiny task), `fft_random(n, report=False)` (CPU-bound) and `io_wait` (IO-bound).
+#
+# Our own instrument costs something too: the run timeline (lesson 02) makes one round trip to
+# Redis per task run even when nobody records, and two when a run is recorded. RUN_TIMELINE=0
+# (read by workers and producers; default 1) switches it off, as benchmarks do.
+if settings.text("RUN_TIMELINE", "1", r"[01]", "0 or 1", "0") == "0":
+    timeline.disconnect()
+
+# Tuning many tiny tasks: TUNING names the steps a worker applies, comma-separated, e.g.
+# TUNING=lean_results,ignore_result,prefetch,no_ack_emulation. Each is a documented setting; what
+# it gains is measured by bench/tuning.py, what it costs is said here. (Two more steps are not
+# settings: chunks, a producer's choice, and the worker flags --without-gossip --without-mingle
+# --without-heartbeat, which only save start-up time and background traffic.)
+TUNING_STEPS = {
+    # No STARTED state, and results without their task's name, arguments and worker: one write
+    # less per task, a smaller one. Cost: nobody can see that a task is running, or who ran it.
+    "lean_results": {"task_track_started": False, "result_extended": False},
+    # No result stored at all (the producer also skips its SUBSCRIBE per task when it sends with
+    # ignore_result=True). Cost: no .get(), no state, no chord; a failure is only in the log.
+    "ignore_result": {"task_ignore_result": True},
+    # Each pool process reserves 32 messages instead of one: fewer trips to the broker. Cost: a
+    # busy worker hoards tasks another one could run, and holds them if it dies (lesson 06).
+    "prefetch": {"worker_prefetch_multiplier": 32},
+    # The Redis transport keeps every delivered message in its "unacked" hash until the ack: two
+    # more round trips per message. Off, a message is gone from Redis once delivered. Cost: the
+    # messages a killed worker held are lost for good (no restore; acks_late means nothing).
+    "no_ack_emulation": {"broker_transport_options": {
+        "ack_emulation": False,
+        **({"visibility_timeout": BROKER_VISIBILITY_TIMEOUT} if BROKER_VISIBILITY_TIMEOUT else {})}},
+    # No pidbox queue: the worker answers no ping, inspect or broadcast revoke. Used when the
+    # broker is a shared RabbitMQ, so that we declare nothing but queues of our own.
+    "no_remote_control": {"worker_enable_remote_control": False},
+}
+TUNING = settings.text("TUNING", None, r"[a-z_]{1,40}(,[a-z_]{1,40}){0,9}",
+                       "lesson 07 tuning steps, comma-separated", "ignore_result,prefetch")
+for _step in (TUNING or "").split(",") if TUNING else ():
+    if _step not in TUNING_STEPS:
+        raise settings.SettingError(f"TUNING={TUNING!r}: no step {_step!r} — the steps are "
+                                    f"{', '.join(TUNING_STEPS)}, or unset it")
+    app.conf.update(TUNING_STEPS[_step])
+
+
+@app.task
+def tally(key: str, amount: int = 1) -> int:
+    """The tiny task: add `amount` to the counter `key` in Redis and return it. A burst is done
+    when the counter reaches its size, whether results are kept or not."""
+    db().incrby(key, amount)
+    return amount
+
+
+@app.task
+def io_wait(seconds: float = 0.1) -> float:
+    """IO-bound: wait `seconds` on a local socket that nothing is sent to, as a call to a slow
+    service would; returns the seconds waited. No CPU: a green pool (gevent, eventlet) or a
+    thread runs other tasks meanwhile."""
+    import socket   # here, not at the top: only this lesson's task needs it
+
+    started = time.perf_counter()
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(seconds)
+        try:
+            left.recv(1)
+        except (socket.timeout, TimeoutError):
+            pass
+    return time.perf_counter() - started

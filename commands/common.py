@@ -12,7 +12,9 @@ import os
 import celery.exceptions
 
 import tasks
+from labkit.amqp import amqp_problem
 from labkit.redis_server import redis_problem
+from labkit.settings import AMQP_SCHEMES
 
 EXIT_TASK_FAILED = 1
 EXIT_USAGE = 2
@@ -56,7 +58,9 @@ def check_broker() -> None:
         if url in checked:
             continue
         checked.add(url)
-        problem = redis_problem(url)
+        # RabbitMQ may be the broker (lesson 07); the result backend is always Redis.
+        is_amqp = url.split("://", 1)[0] in AMQP_SCHEMES
+        problem = amqp_problem(url) if is_amqp else redis_problem(url)
         if problem:
             source = variable if os.environ.get(variable) else "REDIS_URL"
             raise InvokerError(f"cannot use the {role}: {problem} (set by {source})",

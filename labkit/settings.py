@@ -14,6 +14,11 @@ and says what to write instead, so the worker, beat or producer that reads it en
 traceback. `invoker.py` exits 2 for it; anything else exits 1 with the same line.
 
 `redacted(url)` is the URL as a user may see it: the password, if any, replaced by `***`.
+
+The broker alone may also be RabbitMQ (lesson 07), and only when asked for by name::
+
+    BROKER_URL = broker_url("CELERY_BROKER_URL", REDIS_URL)   # redis://, rediss://, amqp://, pyamqp://
+    AMQP_URL = amqp_url("AMQP_URL", "amqp://guest:guest@localhost:5672//")
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ MAX_SECONDS = 7 * 24 * 3600.0    # a week: longer than any lesson waits, short o
 MAX_NUMBER = 1e10                # a factor or a Unix time (year 2286)
 MAX_COUNT = 1_000_000
 REDIS_SCHEMES = ("redis", "rediss")
+AMQP_SCHEMES = ("amqp", "pyamqp")   # RabbitMQ: a broker only, never a result backend
 
 
 class SettingError(SystemExit):
@@ -124,6 +130,62 @@ def redis_url(name: str, default: str, default_text: str | None = None) -> str:
         raise SettingError(f"{name}={redacted(value.strip())!r} {problem} — e.g. "
                            f"{name}=redis://localhost:6379/0, or unset it to use {usual}")
     return value.strip()
+
+
+def broker_url(name: str, default: str, default_text: str | None = None) -> str:
+    """A broker URL: Redis as in `redis_url`, or RabbitMQ (amqp://, pyamqp://), checked alike.
+
+    Only the broker may be RabbitMQ: results and the lessons' data (locks, the outbox, the run
+    timeline) stay in Redis. Empty and garbage are refused as for `redis_url`.
+    """
+    value = os.environ.get(name)
+    scheme = urlsplit_scheme(value or "")
+    if value is None or value.strip() == "" or scheme in REDIS_SCHEMES:
+        return redis_url(name, default, default_text)
+    if scheme not in AMQP_SCHEMES:
+        raise SettingError(f"{name}={redacted(value.strip())!r} is not a Redis or RabbitMQ URL "
+                           "(redis://host:port/db, rediss:// for TLS, amqp://user:password@host:"
+                           f"port/vhost) — e.g. {name}=redis://localhost:6379/0, or unset it to use "
+                           f"{default_text or redacted(default)}")
+    return amqp_url(name, default)
+
+
+def amqp_url(name: str, default: str) -> str:
+    """A RabbitMQ URL (amqp://user:password@host:port/vhost) from the environment, checked."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.strip() == "":
+        raise SettingError(f"{name} is set but empty — unset it to use {redacted(default)}, "
+                           f"or set it to your RabbitMQ, e.g. {name}=amqp://guest:guest@localhost:5672//")
+    problem = amqp_url_problem(value.strip())
+    if problem:
+        raise SettingError(f"{name}={redacted(value.strip())!r} {problem} — e.g. "
+                           f"{name}=amqp://guest:guest@localhost:5672//, or unset it")
+    return value.strip()
+
+
+def urlsplit_scheme(url: str) -> str:
+    try:
+        return urlsplit(url.strip()).scheme
+    except ValueError:
+        return ""
+
+
+def amqp_url_problem(url: str) -> str | None:
+    """What is wrong with `url` as a RabbitMQ URL, or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        return f"is not a usable URL ({error})"
+    if parts.scheme not in AMQP_SCHEMES:
+        return "is not an AMQP URL (amqp://user:password@host:port/vhost)"
+    if not parts.hostname:
+        return "names no host"
+    if port == 0:
+        return "has port 0"
+    return None
 
 
 def url_problem(url: str) -> str | None:

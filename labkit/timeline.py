@@ -5,6 +5,7 @@ Usage::
     # tasks.py, once: every process that imports it (workers, beat, producers) takes part
     from labkit import timeline
     timeline.connect(app, url=REDIS_URL)
+    timeline.disconnect()    # benchmarks: tasks.py does it for RUN_TIMELINE=0 (lesson 07)
 
     # a notebook or a test, the producer side
     run_id = timeline.start_run("beat overlap")   # task runs from now on are recorded under it
@@ -175,6 +176,19 @@ def connect(app, url: str | None = None) -> None:
     signals.task_prerun.connect(_on_prerun, weak=False)
     signals.task_postrun.connect(_on_postrun, weak=False)
     signals.task_revoked.connect(_on_revoked, weak=False)
+
+
+def disconnect() -> None:
+    """Stop recording in this process (benchmarks: RUN_TIMELINE=0 in tasks.py, lesson 07).
+
+    The signal handlers are removed, so a task run costs nothing here; `connect` starts again.
+    """
+    global _recorder
+    for signal, handler in ((signals.before_task_publish, _on_publish),
+                            (signals.task_prerun, _on_prerun), (signals.task_postrun, _on_postrun),
+                            (signals.task_revoked, _on_revoked)):
+        signal.disconnect(handler)
+    _recorder = None
 
 
 def _require_recorder() -> _Recorder:

@@ -47,7 +47,8 @@ VARIABLES = ["REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "MAIL_EV
              "CRON_SPEEDUP", "CRON_EPOCH", "REDBEAT_LOCK_TIMEOUT", "EXTRACT_SINGLE_INSTANCE",
              "EXTRACT_LOCK_TTL", "TARGET_MAX_RETRIES", "TARGET_BACKOFF", "TARGET_BACKOFF_CAP",
              "TARGET_RATE_LIMIT", "FFT_PROGRESS_INTERVAL", "BROKER_VISIBILITY_TIMEOUT",
-             "NOTHING_LOST"]   # lesson 06
+             "NOTHING_LOST",   # lesson 06
+             "RUN_TIMELINE", "TUNING"]   # lesson 07 (AMQP_URL: tests/test_01_bad_input_amqp.py)
 NEEDS = {"CRON_SPEEDUP": {"REPORT_CRON": "* * * * *"}, "CRON_EPOCH": {"REPORT_CRON": "* * * * *"}}
 
 # What beat and a worker compute from the settings at start: every schedule's next run.
