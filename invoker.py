@@ -50,7 +50,8 @@ try:   # tasks.py checks every setting as it is imported: a bad one is one line,
     import tasks
     from commands import lesson_01
     from commands.common import (EXIT_INTERRUPTED, EXIT_NO_BROKER, START_A_WORKER, InvokerError,
-                                 OneLineParser, check_broker, interrupted, positive_seconds)
+                                 OneLineParser, check_broker, interrupted, positive_seconds,
+                                 stop_waiting_for_everything)
 except SettingError as error:
     print(f"error: {error.message}", file=sys.stderr)
     sys.exit(EXIT_CONFIG)
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, redis.exceptions.RedisError, OSError):
             print("interrupted (tasks already sent go on without you)", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        stop_waiting_for_everything()
 
 
 if __name__ == "__main__":

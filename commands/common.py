@@ -6,10 +6,12 @@ into one line on stderr and its exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 
 import celery.exceptions
+import redis
 
 import tasks
 from labkit.amqp import amqp_problem
@@ -84,6 +86,20 @@ def stop_waiting(results) -> None:
     # Unsubscribe now: left to interpreter shutdown, Celery's clean-up prints a traceback.
     for result in results:
         result.backend.remove_pending_result(result)
+
+
+def stop_waiting_for_everything(backend=None) -> None:
+    """Stop waiting for every result this producer subscribed to, before the interpreter shuts
+    down: a result object still subscribed then is cleaned up by garbage collection, and Celery's
+    clean-up can print "ImportError: sys.meta_path is None" (`--no-wait`, a chord's own header
+    results). Celery has no public call for "all of them": its backend keeps them in the private
+    `_pending_results` (Celery 5.7), read here. A broker already gone cannot be told: ignored."""
+    backend = backend or tasks.app.backend
+    pending = getattr(backend, "_pending_results", None) or ()
+    waiting = [waiter for mapping in pending for waiters in list(mapping.values())
+               for waiter in list(waiters.values())]
+    with contextlib.suppress(redis.exceptions.RedisError, OSError):
+        stop_waiting(waiting)
 
 
 def interrupted() -> str:

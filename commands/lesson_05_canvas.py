@@ -21,7 +21,8 @@ from celery import chain, chord
 import tasks
 from commands.common import (EXIT_NO_WORKER, EXIT_TASK_FAILED, EXIT_USAGE, START_A_WORKER,
                              InvokerError, any_worker_answers, number_of_seconds, send, sent,
-                             stop_waiting, wait_for, whole_number)
+                             stop_waiting, stop_waiting_for_everything, wait_for,
+                             whole_number)
 from tasklib.canvas import failures_logged
 
 LARGEST = 1e12          # chain/chord numbers: beyond this a quotient can overflow JSON's floats
@@ -114,13 +115,13 @@ def run_chord(options):
     print("chord: " + ", ".join(f"divide(1, {n})" for n in numbers) + " → xsum")
     result = sent([chord(header)(body)])[0]
     if options.no_wait:
-        _stop_waiting_for_all(result.backend)
+        stop_waiting_for_everything(result.backend)
         print(result.id)
         return None
     try:
         value = wait_for(result, options.timeout)
     except InvokerError as error:
-        _stop_waiting_for_all(result.backend)
+        stop_waiting_for_everything(result.backend)
         if error.code != EXIT_TASK_FAILED:
             raise
         logged = any(entry["task_id"] == result.id for entry in failures_logged(tasks.db()))
@@ -128,18 +129,9 @@ def run_chord(options):
                  else "its link_error has not logged it yet")
         raise InvokerError(f"the chord's body xsum never ran: {type(result.result).__name__}: "
                            f"{result.result} — {heard}", EXIT_TASK_FAILED) from None
-    _stop_waiting_for_all(result.backend)
+    stop_waiting_for_everything(result.backend)
     print(value)
     return value
-
-
-def _stop_waiting_for_all(backend) -> None:
-    """Stop waiting for every result this producer subscribed to. chord() subscribes result
-    objects of its own for the header (the caller holds other objects with the same ids), and one
-    still subscribed at exit makes Celery's clean-up print a traceback; Celery offers no public
-    call for this, hence the private `_pending_results` (Celery 5.7)."""
-    stop_waiting([waiter for mapping in backend._pending_results
-                  for waiters in list(mapping.values()) for waiter in list(waiters.values())])
 
 
 def run_retry(options):
