@@ -1,7 +1,7 @@
 """Lesson 06's pictures, from real runs: a killed worker on the timeline, prefetch hostages, a
 leaking task's memory, autoscale under a burst. `python scripts/figures.py 06` writes them.
 
-Usage (notebooks 06a/06b call the plots with their own runs)::
+Usage (notebooks 06a/06c call the plots with their own runs)::
 
     >>> plot_kills([kill_mid_task(reliable=False), kill_mid_task(reliable=True)])
     >>> plot_prefetch({name: prefetch_hostages(name) for name in PREFETCH_VARIANTS})
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from scenes.lesson_06_kill import describe_kill, kill_mid_task
+from scenes.lesson_06_kill import KillCrew, describe_kill
 from scenes.lesson_06_pool import PREFETCH_VARIANTS, autoscale_burst, leak, prefetch_hostages
 
 
@@ -24,7 +24,8 @@ def plot_kills(outcomes: list, axes=None):
         axes = plt.subplots(len(outcomes), 1, figsize=(9, 1.9 * len(outcomes)), sharex=True)[1]
     axes = list(axes) if len(outcomes) > 1 else [axes]
     for ax, outcome in zip(axes, outcomes):
-        lanes = sorted({run.worker.split("@")[0] for run in outcome.runs} | {"kill1", "kill2"})
+        lanes = [outcome.victim] + ([outcome.rescuer] if outcome.rescuer else [])
+        lanes += sorted({run.worker.split("@")[0] for run in outcome.runs} - set(lanes))
         for run in outcome.runs:
             end = run.end if run.end is not None else outcome.killed
             lane = lanes.index(run.worker.split("@")[0])
@@ -34,7 +35,7 @@ def plot_kills(outcomes: list, axes=None):
         marks = [(outcome.killed, "kill -9", "-", "black"),
                  (outcome.killed + outcome.visibility_timeout, "visibility timeout", ":", "0.4")]
         if outcome.rescuer_started:
-            marks.append((outcome.rescuer_started, "kill2 starts", "--", "tab:blue"))
+            marks.append((outcome.rescuer_started, f"{outcome.rescuer} starts", "--", "tab:blue"))
         for (moment, label, style, colour), align in zip(marks, ("left", "right", "left")):
             ax.axvline(moment - outcome.sent, color=colour, ls=style, lw=1.2)
             ax.text(moment - outcome.sent, -0.75, f" {label} ", fontsize=7, color=colour,
@@ -60,14 +61,16 @@ def plot_prefetch(outcomes: dict, ax=None):
         outcome = outcomes[name]
         ax.broken_barh([(0, outcome.long_seconds)], (row - 0.3, 0.6), color="0.85")
         waits = outcome.short_waits
-        colours = ["tab:red" if wait >= outcome.long_seconds / 2 else "tab:green"
-                   for wait in waits]
+        colours = ["tab:red" if held else "tab:green" for held in outcome.held]
         ax.scatter(waits, [row] * len(waits), c=colours, s=40, zorder=3)
         ax.annotate(f"  {outcome.hostages} held", (max(waits), row), va="center", fontsize=8)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
-    ax.set_xlabel("seconds each short task waited (grey: the long task; red: waited behind it)")
-    ax.set_title("6 short tasks sent while a 3 s task runs; the other worker is idle")
+    ax.set_xlabel("seconds each short task waited (grey: the long task; red: taken by its "
+                  "worker, so run after it)")
+    some = next(iter(outcomes.values()))
+    ax.set_title(f"{len(some.short_waits)} short tasks sent while a {some.long_seconds:g} s task "
+                 "runs; the other worker is idle")
     ax.figure.tight_layout()
     return ax.figure
 
@@ -107,15 +110,17 @@ def plot_autoscale(samples: dict, ax=None):
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("a burst of 16 tasks: the pool grows to 4, then shrinks back to 1")
+    ax.set_title(f"a burst of tasks: the pool grows to {max(samples['pool'])}, then shrinks back "
+                 f"to {samples['pool'][-1]}")
     ax.figure.tight_layout()
     return ax.figure
 
 
 def figures(out, save) -> None:
     """img/06_*.png: killed workers, prefetch hostages, the leak, autoscale."""
-    kills = [kill_mid_task(reliable=False), kill_mid_task(reliable=True),
-             kill_mid_task(reliable=True, idempotent=True)]
+    with KillCrew() as crew:
+        kills = [crew.kill_mid_task(reliable=False), crew.kill_mid_task(reliable=True),
+                 crew.kill_mid_task(reliable=True, idempotent=True)]
     save(plot_kills(kills), out / "06_killed_worker.png")
     save(plot_prefetch({name: prefetch_hostages(name) for name in PREFETCH_VARIANTS}),
          out / "06_prefetch.png")

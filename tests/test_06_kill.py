@@ -2,7 +2,7 @@
 NOTHING_LOST=1; a non-idempotent task applied twice, an idempotent one once.
 
 Each scene kills only once the task is STARTED and its email is out, so the kill always lands
-mid-task; the rescuer worker starts once the visibility timeout (2 s here) has passed.
+mid-task; the rescuer worker starts once the visibility timeout (1.5 s here) has passed.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Lesson 06: a real Redis crashed (SIGKILL) and restarted on the same port under a worker and
 beat: they reconnect by themselves; what is lost without persistence, and kept with AOF.
 
-BOUND is the promise the README makes: measured 1.1 s from "Redis is back" to the result of a
+BOUND is the promise the README makes: measured 1.0–1.1 s from "Redis is back" to the result of a
 task sent then (down 1 s); a loaded machine is given ten times more.
 """
 from __future__ import annotations
