@@ -3,6 +3,7 @@
 What a producer, a monitor and a profiler see; lesson 04's notebook, scenes, tests and benchmark
 use it::
 
+    >>> wait_for(lambda: result.ready(), timeout=10, what="the result")   # or TimeoutError
     >>> trace = poll_progress(results, timeout=60)      # {task id: [(seconds, state, percent)]}
     >>> with EventLog(tasks.app) as log:                 # a monitor's view: Celery events
     ...     result.get(timeout=30)
@@ -24,6 +25,16 @@ PROBE_EVENT = "labkit-probe"
 
 
 # --- Polling: what a producer sees through the result backend -------------------------------
+
+def wait_for(condition, timeout: float = 30.0, what: str = "the condition"):
+    """Poll `condition()` until it is true and return its value; TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:g} s for {what}")
+        time.sleep(0.05)
+    return value
+
 
 def percent_of(result) -> tuple[str, float | None]:
     """(state, percent done) of an AsyncResult: PROGRESS meta, 100 at SUCCESS, None if unknown.

@@ -22,6 +22,7 @@ import redis
 import tasks  # noqa: F401  (the app: its timeline records every run)
 from labkit import Fleet, Worker, plots, timeline
 from labkit.guard import empty_queues
+from labkit.observe import wait_for
 from labkit.processes import Beat
 from labkit.queue_watch import QueueWatcher
 
@@ -87,14 +88,6 @@ def on_beats_clock(moment: float, epoch: float, speedup: float = 20) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(fast)) + f"{fast % 1:.1f}"[1:]
 
 
-def wait_for(condition, timeout: float = 30.0, what: str = "the condition"):
-    """Poll `condition()` until it is true and return its value; TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:g} s for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def name_senders(runs, beats) -> None:

@@ -35,36 +35,18 @@ from celery import Celery
 
 import tasks
 from labkit import Worker, plots, timeline
+from labkit.observe import wait_for
+from scenes.producer import producer_for
 
 REMINDER = "tasks.send_reminder"
 EXPORT = "tasks.export_batch"
 # Kept from tasks.app by a producer for another database: what a message and a result look like.
-PRODUCER_SETTINGS = ("task_serializer", "result_serializer", "accept_content",
-                     "result_accept_content", "result_extended", "task_routes",
-                     "broker_connection_timeout", "task_publish_retry_policy",
-                     "redis_socket_connect_timeout")
 SCAN_MARGIN = 0.3          # seconds past the visibility timeout before the second worker starts
 WAIT = 60.0
 
 
-def producer_for(url: str | None) -> Celery:
-    """tasks.app, or a producer with its settings (serializers, routes) for the Redis at `url`."""
-    if url is None:
-        return tasks.app
-    app = Celery("tasks", set_as_current=False)
-    app.conf.update({key: tasks.app.conf[key] for key in PRODUCER_SETTINGS},
-                    broker_url=url, result_backend=url)
-    return app
 
 
-def wait_for(condition, timeout: float, what: str):
-    """Poll `condition()` until it is true and return its value; TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:g} s for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def received_at(worker: Worker, task_id: str) -> list[float]:

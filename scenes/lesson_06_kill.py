@@ -41,39 +41,21 @@ import signal
 import time
 
 import redis
-from celery import Celery
 
 import tasks
 from labkit import Worker, timeline
+from labkit.observe import wait_for
+from scenes.producer import producer_for
 
 WAIT = 60.0
 VISIBILITY_TIMEOUT = 1.5   # seconds (Redis's default: one hour); longer than the 1 s task
 TASK_SECONDS = 1.0         # the invoice task's filing time: the kill lands within it
 RESTORE_MARGIN = 0.5       # seconds past the visibility timeout before the rescuer starts
 WATCH_AFTER = 0.5          # seconds to watch, once nothing more can happen, that nothing does
-PRODUCER_SETTINGS = ("task_serializer", "result_serializer", "accept_content",
-                     "result_accept_content", "result_extended", "broker_connection_timeout",
-                     "task_publish_retry_policy", "redis_socket_connect_timeout")
 
 
-def producer_for(url: str | None) -> Celery:
-    """tasks.app, or a producer with its settings for the Redis at `url` (a test's database)."""
-    if url is None:
-        return tasks.app
-    app = Celery("tasks", set_as_current=False)
-    app.conf.update({key: tasks.app.conf[key] for key in PRODUCER_SETTINGS},
-                    broker_url=url, result_backend=url)
-    return app
 
 
-def wait_for(condition, timeout: float, what: str):
-    """Poll `condition()` until it is true and return its value; TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:g} s for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def worker_env(url: str | None, reliable: bool, visibility_timeout: float, **more) -> dict:

@@ -3,21 +3,12 @@ import re
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from conftest import outputs_of
 
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_progress_fft.ipynb"
-
-
-def test_the_notebook_is_committed_without_outputs():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
-        assert cell.metadata["slideshow"]["slide_type"] in ("slide", "subslide", "fragment", "skip")
 
 
 @pytest.mark.timeout(120)   # the goal is under 60 s; the limit leaves room on a busy CI

@@ -6,7 +6,7 @@ import pytest
 import tasks
 from labkit import Worker
 from scenes.lesson_05_logging import log_of_one_task, split_by_task_id
-from scenes.lesson_05_time import producer_for
+from scenes.producer import producer_for
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from conftest import one_line
 from labkit import Worker
 from scenes.lesson_05_routing import (EMAIL, REPORT, Lanes, fast_lane_under_a_flood,
                                       priority_in_one_queue)
-from scenes.lesson_05_time import producer_for
+from scenes.producer import producer_for
 
 WAIT = 60
 

@@ -11,7 +11,8 @@ from celery.exceptions import TimeLimitExceeded
 
 from conftest import one_line
 from labkit import Worker, timeline
-from scenes.lesson_05_time import export_runs, producer_for, run_export
+from scenes.lesson_05_time import export_runs, run_export
+from scenes.producer import producer_for
 
 
 @pytest.fixture(scope="module")

@@ -162,3 +162,23 @@ def test_each_lesson_has_one_number_across_notebooks_scenes_and_tests():
     tests = {path.name[5:7] for path in (ROOT / "tests").glob("test_[0-9][0-9]_*.py")}
     scenes = {path.stem.split("_")[1] for path in (ROOT / "scenes").glob("lesson_*.py")}
     assert scenes <= notebooks and notebooks <= tests, (notebooks, scenes, tests)
+
+
+SLIDE_TYPES = ("slide", "subslide", "fragment", "skip", "notes")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda path: path.name)
+def test_every_notebook_is_committed_clean_with_ids_slide_tags_and_the_set_up_line(path):
+    """No outputs (a reader runs it; a diff shows only what changed), an id on every cell, a slide
+    type on every cell (presented with RISE or as a deck), and the one set-up line first."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        assert cell.get("id"), cell.source[:60]
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+        assert cell.metadata["slideshow"]["slide_type"] in SLIDE_TYPES, cell.source[:60]
+    first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    assert first_code.source.startswith(
+        "from labkit import ensure_redis; redis_server = ensure_redis()")
