@@ -183,11 +183,15 @@ def run_retries(signatures: dict, timeout: float = WAIT) -> dict:
     """
     run_id = timeline.start_run("retries")
     results = {label: signature.apply_async() for label, signature in signatures.items()}
-    _wait(lambda: all(result.ready() for result in results.values()), timeout, "the retries")
-    _forget(results.values())
+    # Done when the workers say so (the timeline: each task's last attempt ended), not when its
+    # result is ready: a retry sent with countdown 0 (whole-second jitter draws 0 half the time)
+    # can run and store SUCCESS before the attempt that sent it has stored RETRY, which then
+    # overwrites it — the result says RETRY for ever (Celery fixed that race for Elasticsearch
+    # only, celery#6115; Redis keeps a check-then-set).
     ids = {result.id for result in results.values()}
     runs = timeline.wait_for_runs(run_id, lambda found: ids <= {
         run.task_id for run in found if run.outcome not in (None, "retried")}, timeout)
+    _forget(results.values())
     return {"runs": runs, "label_of": {result.id: label for label, result in results.items()},
             "results": results}
 
