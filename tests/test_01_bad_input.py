@@ -179,24 +179,27 @@ def test_10_13_a_ceiling_and_a_floor_are_refused_before_sending(argv, expected, 
     assert redis.Redis.from_url(fresh_db_url).llen("celery") == 0   # nothing was queued
 
 
-def started_extractors(client) -> set[str]:
-    """Ids of the data_extractor tasks whose stored state is STARTED (result_extended names it)."""
+def started_extractors(client, seconds: float) -> set[str]:
+    """Ids of the data_extractor(seconds) tasks whose stored state is STARTED (result_extended
+    names the task and its arguments: another test's extractor, on the same workers, is not ours)."""
     found = set()
     for key in client.scan_iter("celery-task-meta-*"):
         meta = json.loads(client.get(key) or "{}")
-        if meta.get("status") == "STARTED" and meta.get("name") == "tasks.data_extractor":
+        if meta.get("status") == "STARTED" and meta.get("name") == "tasks.data_extractor" and \
+                seconds in [*(meta.get("args") or []), *(meta.get("kwargs") or {}).values()]:
             found.add(meta.get("task_id"))
     return found
 
 
 def test_11_ctrl_c_while_waiting_says_where_the_task_is(workers, redis_client):
-    before = started_extractors(redis_client)
-    invoker = subprocess.Popen([PY, "invoker.py", "extract", "--seconds", "10"], cwd=ROOT,
+    seconds = 9.75   # a length no other test sends, to tell our task from theirs
+    before = started_extractors(redis_client, seconds)
+    invoker = subprocess.Popen([PY, "invoker.py", "extract", "--seconds", str(seconds)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=as_from_a_terminal)
     try:
         # Ctrl-C once the task is sent and running, however slow the machine: not after a guess
-        assert wait_until(lambda: started_extractors(redis_client) - before, timeout=30), \
+        assert wait_until(lambda: started_extractors(redis_client, seconds) - before, timeout=30), \
             "the extractor never started"
         invoker.send_signal(signal.SIGINT)
         _, err = invoker.communicate(timeout=30)
