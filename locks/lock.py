@@ -228,7 +228,8 @@ class Lock(redis.lock.Lock):
         stop_trying_at = None
         if blocking_timeout is not None:
             stop_trying_at = time.monotonic() + blocking_timeout
-        self._let_own_lease_run_out()
+        if self.auto_renewal:  # only a watchdog can keep an old lease of this holder alive
+            self._let_own_lease_run_out()
         while not self.do_acquire(token):
             if not blocking:
                 return False
@@ -258,12 +259,12 @@ class Lock(redis.lock.Lock):
 
     def do_acquire(self, token) -> bool:
         ttl_ms = _ttl_ms(self.timeout, self.name)
-        sent_at = time.monotonic()
+        sent_at = time.monotonic() if self.auto_renewal else None
         fence = self._run(self.lua_acquire, 2, self.name, self.fence_counter_key, token, ttl_ms)
         if not fence:
             return False
-        ends_at = lease_end(sent_at, self.timeout) if self.auto_renewal else None
-        self.local.lease = Lease(token, int(fence), LeaseLost(ends_at))
+        ends_at = lease_end(sent_at, self.timeout) if sent_at is not None else None
+        self.local.lease = Lease(token, int(fence), ends_at)
         return True
 
     def _wait_in_turn(self, token, sleep, stop_trying_at) -> bool:
@@ -273,7 +274,7 @@ class Lock(redis.lock.Lock):
             return False
         fence, not_before = turn  # the lease began after `not_before`: `lost` counts from there
         ends_at = lease_end(not_before, self.timeout) if self.auto_renewal else None
-        self.local.lease = Lease(token, fence, LeaseLost(ends_at))
+        self.local.lease = Lease(token, fence, ends_at)
         return True
 
     def do_release(self, expected_token) -> None:
@@ -317,9 +318,10 @@ class Lock(redis.lock.Lock):
             return self.redis.evalsha(script.sha, numkeys, *keys_and_args)
 
     def release(self) -> None:
-        lease = self._lease
-        if lease is not None and self.local.token is not None:  # only a holder stops its own
-            lease.stop_renewing()
+        if self.auto_renewal:
+            lease = self._lease
+            if lease is not None and self.local.token is not None:  # only a holder stops its own
+                lease.stop_renewing()
         super().release()
 
     def do_extend(self, additional_time, replace_ttl):
@@ -337,7 +339,7 @@ class Lock(redis.lock.Lock):
 
     def _lease_renewed_until(self, ends_at: float) -> None:
         lease = self._lease
-        if lease is not None and lease.lost.ends_at is not None:
+        if lease is not None and lease.ends_at is not None:
             lease.lost.renewed_until(ends_at)
 
     def fenced_write(self, key: str, value) -> None:
