@@ -118,18 +118,8 @@ def redis_url(name: str, default: str, default_text: str | None = None) -> str:
 
     Unset gives `default` (named as `default_text` in messages); set but empty is refused.
     """
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    usual = default_text or redacted(default)
-    if value.strip() == "":
-        raise SettingError(f"{name} is set but empty — unset it to use {usual}, "
-                           f"or set it to your Redis, e.g. {name}=redis://localhost:6379/0")
-    problem = url_problem(value.strip())
-    if problem:
-        raise SettingError(f"{name}={redacted(value.strip())!r} {problem} — e.g. "
-                           f"{name}=redis://localhost:6379/0, or unset it to use {usual}")
-    return value.strip()
+    return _url(name, default, default_text or redacted(default), url_problem,
+                "your Redis", "redis://localhost:6379/0")
 
 
 def broker_url(name: str, default: str, default_text: str | None = None) -> str:
@@ -152,16 +142,23 @@ def broker_url(name: str, default: str, default_text: str | None = None) -> str:
 
 def amqp_url(name: str, default: str) -> str:
     """A RabbitMQ URL (amqp://user:password@host:port/vhost) from the environment, checked."""
+    return _url(name, default, redacted(default), amqp_url_problem,
+                "your RabbitMQ", "amqp://guest:guest@localhost:5672//")
+
+
+def _url(name: str, default: str, usual: str, problem_of, server: str, example: str) -> str:
+    """`name`'s URL, stripped; `default` when unset; refused when empty or `problem_of` it says
+    what is wrong (`usual` names the default in messages, `example` shows one that works)."""
     value = os.environ.get(name)
     if value is None:
         return default
     if value.strip() == "":
-        raise SettingError(f"{name} is set but empty — unset it to use {redacted(default)}, "
-                           f"or set it to your RabbitMQ, e.g. {name}=amqp://guest:guest@localhost:5672//")
-    problem = amqp_url_problem(value.strip())
+        raise SettingError(f"{name} is set but empty — unset it to use {usual}, "
+                           f"or set it to {server}, e.g. {name}={example}")
+    problem = problem_of(value.strip())
     if problem:
         raise SettingError(f"{name}={redacted(value.strip())!r} {problem} — e.g. "
-                           f"{name}=amqp://guest:guest@localhost:5672//, or unset it")
+                           f"{name}={example}, or unset it to use {usual}")
     return value.strip()
 
 
