@@ -52,6 +52,18 @@ def lock_rows(text: str) -> list[list[str]]:
         found = re.search(rf"^{re.escape(label)}\s+[\d,]+\s+([\d.]+)\s*$", text, re.M)
         if found:
             rows.append(["locks", f"{label}, acquire+release", f"{found.group(1)} × raw SET NX PX + DEL"])
+    queueing = {}  # label -> (handoff p50, acquisitions/s, wait p99), from the contention table
+    for label in ("locks.Lock fair=True", "python-redis-lock"):
+        found = re.search(rf"^{re.escape(label)}\s+([\d.]+) ms\s+[\d.]+ ms\s+([\d,]+)\s+[\d.]+ ms"
+                          rf"\s+([\d.]+) ms", text, re.M)
+        if found:
+            queueing[label] = [float(value.replace(",", "")) for value in found.groups()]
+    if len(queueing) == 2:
+        ours, theirs = queueing["locks.Lock fair=True"], queueing["python-redis-lock"]
+        for index, what in enumerate(("handoff p50", "acquisitions/s under contention",
+                                      "wait p99 under contention")):
+            rows.append(["locks", f"locks.Lock fair=True, {what}",
+                         f"{ours[index] / theirs[index]:.2f} × python-redis-lock's"])
     return rows
 
 
@@ -77,9 +89,20 @@ def json_rows(name: str, result: dict) -> list[list[str]]:
     if name == "pools":
         return [["pools", f"{label.split()[0].upper()}, {label.split()[1]} ×{label.split()[2]}",
                  f"{value:.2f} × solo"] for label, value in result["ratios"].items()
-                if "solo" not in label]
+                if "solo" not in label] + one_slot_rows(result)
     return [["tuning", label, f"{result['ratios'][label]:.2f} × defaults"]
             for label in result["steps"][1:] + result["timeline"]]
+
+
+def one_slot_rows(result: dict) -> list[list[str]]:
+    per_task = result.get("one_slot_seconds_per_task") or {}
+    rows = []
+    for pool in ("gevent", "eventlet"):
+        one, many = (per_task.get(f"{pool} 1, prefetch multiplier {n}") for n in (1, 32))
+        if one and many:
+            rows.append(["pools", f"{pool} ×1, time per io_wait(0.1), prefetch multiplier 1",
+                         f"{one / many:.1f} × with multiplier 32"])
+    return rows
 
 
 def main(argv=None) -> int:

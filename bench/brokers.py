@@ -23,8 +23,6 @@ bench/results/07_brokers.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -32,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import run_and_report  # noqa: E402  (bench/common.py)
+
 from labkit.amqp import DEFAULT_URL, amqp_problem  # noqa: E402
-from labkit.redis_server import RedisServer  # noqa: E402
 from labkit.settings import SettingError, amqp_url  # noqa: E402
 
 SAVED = ROOT / "bench/results/07_brokers.json"
@@ -135,17 +134,8 @@ def main(argv=None) -> int:
         print(f"RabbitMQ skipped: {problem} — set AMQP_URL to compare it with Redis")
         url = None
     size, trips, rounds = (30, 10, 1) if args.short else (args.size, args.round_trips, args.rounds)
-    server = RedisServer()
-    server.start()
-    os.environ["REDIS_URL"] = server.url
-    try:
-        result = measure(url, size, trips, rounds, warmup=not args.short)
-    finally:
-        server.stop()
-    print(report(result))
-    for path in [args.json] + ([] if args.short else [SAVED]):
-        if path:
-            path.write_text(json.dumps(result, indent=1) + "\n")
+    run_and_report(measure, report, [args.json] + ([] if args.short else [SAVED]),
+                   url, size, trips, rounds, warmup=not args.short)
     return 0
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -31,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from labkit.redis_server import RedisServer  # noqa: E402
+from common import run_and_report  # noqa: E402  (bench/common.py)
+
 
 SAVED = ROOT / "bench/results/07_pools.json"
 CPU_TASKS, ROUNDS, IO_SECONDS = 4, 10_000, 0.5   # an FFT task of ≈ 0.35 s: the work, not the overhead
@@ -76,15 +75,36 @@ def measure(levels: dict, rounds: int, warmup: bool) -> dict:
             tasks_io = max(4, 2 * count)
             cases[f"io {pool} {count}"] = lambda s=setup, n=tasks_io: runs.batch(
                 s, [tasks.io_wait.s(IO_SECONDS)] * n)[0]
-    with runs.started(list(setups.values()), timeout=180):
+    one_slot = one_slot_cases(runs, tasks) if levels is FULL else ({}, {})
+    with runs.started(list(setups.values()) + list(one_slot[0].values()), timeout=180):
         found = runs.interleaved(cases, rounds, warmup=warmup)
+        per_task = {label: statistics.median(seconds) for label, seconds
+                    in runs.interleaved(one_slot[1], rounds, warmup=warmup).items()}
     ratios = {}
     for kind in ("cpu", "io"):
         kind_found = {label: values for label, values in found.items() if label.startswith(kind)}
         ratios.update(runs.ratios(kind_found, f"{kind} solo 1"))
     return {"levels": levels, "rounds": rounds, "cpu_task": f"fft_random({ROUNDS}) ×{CPU_TASKS}",
             "io_task": f"io_wait({IO_SECONDS})", "machine": runs.machine(), "rates": found,
-            "ratios": ratios}
+            "ratios": ratios, "one_slot_seconds_per_task": per_task}
+
+
+def one_slot_cases(runs, tasks) -> tuple[dict, dict]:
+    """Green pools at concurrency 1 ran about one task per 1.5 s, whatever the task: one worker
+    each with the lessons' prefetch multiplier (1: one message at a time) and with 32, the same
+    4 × io_wait(0.1) to each; seconds per task. (Celery runs green pools without its event loop;
+    kombu's Redis transport then stops asking for messages while every prefetch slot is taken
+    and looks again only when its poll times out, not when the task is acknowledged.)"""
+    setups, cases = {}, {}
+    for pool in pools():
+        if pool in ("gevent", "eventlet"):
+            for tuning, multiplier in (("", 1), ("prefetch", 32)):
+                setup = runs.Setup(f"{pool}1-prefetch{multiplier}", pool=pool, concurrency=1,
+                                   tuning=tuning)
+                setups[setup.label] = setup
+                cases[f"{pool} 1, prefetch multiplier {multiplier}"] = (
+                    lambda s=setup: 1 / runs.batch(s, [tasks.io_wait.s(0.1)] * 4)[0])
+    return setups, cases
 
 
 def report(result: dict) -> str:
@@ -99,7 +119,13 @@ def report(result: dict) -> str:
     return (f"Pools: CPU-bound {result['cpu_task']}, IO-bound {result['io_task']} × 2 per slot, "
             f"{result['rounds']} rounds interleaved\n{runs.describe(result['machine'])}\n\n"
             + runs.table(["work", "pool", "concurrency", "tasks/s (median)", "× solo"], rows)
-            + "\n\n" + rule_of_thumb(result))
+            + "\n\n" + rule_of_thumb(result) + one_slot_report(result))
+
+
+def one_slot_report(result: dict) -> str:
+    per_task = result.get("one_slot_seconds_per_task") or {}
+    return "".join(f"\none slot: {label}: {seconds:.2f} s per io_wait(0.1)"
+                   for label, seconds in per_task.items())
 
 
 def rule_of_thumb(result: dict) -> str:
@@ -128,17 +154,8 @@ def main(argv=None) -> int:
         print("error: --rounds must be 1 to 100", file=sys.stderr)
         return 2
     levels, rounds = (SHORT, 1) if args.short else (FULL, args.rounds)
-    server = RedisServer()
-    server.start()
-    os.environ["REDIS_URL"] = server.url
-    try:
-        result = measure(levels, rounds, warmup=not args.short)
-    finally:
-        server.stop()
-    print(report(result))
-    for path in [args.json] + ([] if args.short else [SAVED]):
-        if path:
-            path.write_text(json.dumps(result, indent=1) + "\n")
+    run_and_report(measure, report, [args.json] + ([] if args.short else [SAVED]),
+                   levels, rounds, warmup=not args.short)
     return 0
 
 

@@ -20,7 +20,6 @@ Without --short, the result is saved to bench/results/07_tuning.json (the notebo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -28,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from labkit.redis_server import RedisServer  # noqa: E402
+from common import run_and_report  # noqa: E402  (bench/common.py)
+
 
 SAVED = ROOT / "bench/results/07_tuning.json"
 CHUNK = 10
@@ -103,17 +103,8 @@ def main(argv=None) -> int:
         print("error: --size must be 1 to 100,000 and --rounds 1 to 100", file=sys.stderr)
         return 2
     size, rounds = (40, 1) if args.short else (args.size, args.rounds)
-    server = RedisServer()
-    server.start()
-    os.environ["REDIS_URL"] = server.url
-    try:
-        result = measure(size, rounds, warmup=not args.short)
-    finally:
-        server.stop()
-    print(report(result))
-    for path in [args.json] + ([] if args.short else [SAVED]):
-        if path:
-            path.write_text(json.dumps(result, indent=1) + "\n")
+    run_and_report(measure, report, [args.json] + ([] if args.short else [SAVED]),
+                   size, rounds, warmup=not args.short)
     return 0
 
 
