@@ -110,10 +110,11 @@ def pottery_redlock(client, name):
 
 RAW = "raw SET NX PX + DEL"
 LOCK = "locks.Lock"
+BARE = "bare commands (no class)"
 CANDIDATES = {
     RAW: raw_set_nx_px_del,
     "raw again (control)": raw_set_nx_px_del,
-    "bare commands (no class)": bare_commands,
+    BARE: bare_commands,
     LOCK: lambda client, name: lock_cycle(Lock(client, name, timeout=TTL)),
     "locks.Lock fair=True": lambda client, name: lock_cycle(Lock(client, name, timeout=TTL,
                                                                  fair=True)),
@@ -150,8 +151,8 @@ def command_time_us(client, cycle, commands: list[str], cycles: int = 400, passe
 
 def run(cycles: int, rounds: int, binary: str | None = None, seed: int = 0
         ) -> tuple[str, bool, dict[str, float], dict[str, float], dict[str, float]]:
-    """(Redis version, whether it has DELEX, cycles/s, ratios to raw, server µs per cycle of raw
-    and locks.Lock)."""
+    """(Redis version, whether it has DELEX, cycles/s, ratios to raw, µs per cycle: Redis's for raw
+    and locks.Lock, and under "class" the client time locks.Lock adds to the bare commands)."""
     with RedisServer(binary=binary) as server:
         client = redis.Redis.from_url(server.url)
         version = client.info("server")["redis_version"]
@@ -166,14 +167,17 @@ def run(cycles: int, rounds: int, binary: str | None = None, seed: int = 0
             for label in orders.sample(list(runners), len(runners)):  # a new order each round
                 gc.collect()  # each lock pays for its own garbage, not for the one before it
                 scores[label].append(measure(runners[label], cycles))
-        server_us = {RAW: command_time_us(client, runners[RAW], ["set", "del"]),
+        us_per_cycle = {RAW: command_time_us(client, runners[RAW], ["set", "del"]),
                      LOCK: command_time_us(client, runners[LOCK], ["evalsha", "delex"])}
         client.close()
     raw = scores[RAW]
     rates = {label: statistics.median(values) for label, values in scores.items()}
     ratios = {label: statistics.median(v / r for v, r in zip(values, raw))
               for label, values in scores.items()}
-    return version, delex, rates, ratios, server_us
+    # what the class costs above its own commands: per round, both measured in it
+    us_per_cycle["class"] = statistics.median(1e6 / lock - 1e6 / bare
+                                           for lock, bare in zip(scores[LOCK], scores[BARE]))
+    return version, delex, rates, ratios, us_per_cycle
 
 
 # --- handoff and contention: how each lock queues (issue #16, item 10) -------------------------
@@ -330,15 +334,18 @@ def main(argv=None) -> int:
     if args.server and not (os.path.isfile(args.server) and os.access(args.server, os.X_OK)):
         print(f"error: --server {args.server}: not an executable redis-server", file=sys.stderr)
         return 2
-    version, delex, rates, ratios, server_us = run(args.cycles, args.rounds, args.server, args.seed)
+    version, delex, rates, ratios, us_per_cycle = run(args.cycles, args.rounds, args.server,
+                                                      args.seed)
     release = "DELEX IFEQ" if delex else "a Lua script (no DELEX before Redis 8.4)"
     print(f"Redis {version}: {args.rounds} rounds × {args.cycles} acquire+release cycles, "
           f"one client, uncontended, --seed {args.seed}; locks.Lock releases with {release}")
     print(f"{'lock':<28} {'cycles/s':>10} {'× raw':>7}")
     for label in rates:
         print(f"{label:<28} {rates[label]:>10,.0f} {ratios[label]:>7.2f}")
-    print(f"Redis's command time per cycle (INFO commandstats): SET + DEL {server_us[RAW]:.1f} µs, "
-          f"locks.Lock {server_us[LOCK]:.1f} µs")
+    print(f"Redis's command time per cycle (INFO commandstats): SET + DEL "
+          f"{us_per_cycle[RAW]:.1f} µs, locks.Lock {us_per_cycle[LOCK]:.1f} µs")
+    print(f"locks.Lock over the bare commands (median of per-round differences): "
+          f"{us_per_cycle['class']:+.1f} µs per cycle")
     if args.handoffs or args.contention_seconds:
         print_queueing(args.server, args.handoffs, 8, args.contention_seconds,
                        args.contention_rounds, args.seed)

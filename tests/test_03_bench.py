@@ -21,6 +21,7 @@ def test_bench_prints_every_lock_as_a_ratio_to_raw():
         assert label in done.stdout
     assert "1.00" in done.stdout
     assert "Redis's command time per cycle" in done.stdout
+    assert "locks.Lock over the bare commands" in done.stdout
 
 
 def test_bench_prints_handoff_and_contention_rows_for_every_lock_side_by_side():
