@@ -71,16 +71,19 @@ class Lease:
     def __init__(self, token: bytes, fence: int, ends_at: Optional[float] = None):
         self.token = token
         self.fence = fence
-        self.ends_at = ends_at  # the deadline `lost` starts from (None: not tracked)
-        self._lost: Optional[LeaseLost] = None
+        # the first deadline `lost` counts from (None: not tracked); renewals move lost.ends_at
+        self.ends_at = ends_at
+        # A tracked lease makes its Event now, before any other thread can see the lease (two
+        # threads sharing a Lock must never get two Events). An untracked one (no auto-renewal:
+        # nothing ever sets it) makes it on first use: an Event costs about 4 µs, a few % of an
+        # uncontended acquire + release cycle, and most such holders never look at it.
+        self._lost: Optional[LeaseLost] = LeaseLost(ends_at) if ends_at is not None else None
         self.watchdog: Optional[Watchdog] = None
 
     @property
     def lost(self) -> LeaseLost:
-        # Made on first use: an Event costs about 4 µs, a few % of an uncontended acquire +
-        # release cycle, and most holders without auto-renewal never look at it.
         if self._lost is None:
-            self._lost = LeaseLost(self.ends_at)
+            self._lost = LeaseLost(None)   # a plain Event: a second one made by a race is as good
         return self._lost
 
     def stop_renewing(self) -> None:

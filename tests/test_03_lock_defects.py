@@ -186,3 +186,16 @@ def test_a_fenced_write_to_the_locks_own_keys_is_refused_and_the_lock_stays_whol
         assert client.get(name) == token and 0 < client.pttl(name) <= 5000
     with Lock(client, name, timeout=5) as again:     # nobody is locked out, fences still count
         assert again.fence == 2
+
+
+def test_a_tracked_lease_makes_its_one_lost_event_before_another_thread_can_read_it():
+    """`lost` is made lazily only for a lease nothing tracks; an auto-renewing lease (a deadline)
+    makes it at once: two threads sharing a Lock (thread_local=False) racing to read a lazily
+    made Event could get two, and the watchdog would set or renew only one of them."""
+    from locks.lease import Lease
+    tracked = Lease(b"token", 1, ends_at=time.monotonic() + 10)
+    assert tracked._lost is not None and tracked.lost is tracked._lost
+    assert tracked.lost.ends_at == tracked.ends_at
+    untracked = Lease(b"token", 1)
+    assert untracked._lost is None          # no Event made for a holder that never reads it
+    assert untracked.lost is untracked.lost and not untracked.lost.is_set()
