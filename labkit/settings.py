@@ -137,12 +137,12 @@ def broker_url(name: str, default: str, default_text: str | None = None) -> str:
                            "(redis://host:port/db, rediss:// for TLS, amqp://user:password@host:"
                            f"port/vhost) — e.g. {name}=redis://localhost:6379/0, or unset it to use "
                            f"{default_text or redacted(default)}")
-    return amqp_url(name, default)
+    return amqp_url(name, default, default_text)
 
 
-def amqp_url(name: str, default: str) -> str:
+def amqp_url(name: str, default: str, default_text: str | None = None) -> str:
     """A RabbitMQ URL (amqp://user:password@host:port/vhost) from the environment, checked."""
-    return _url(name, default, redacted(default), amqp_url_problem,
+    return _url(name, default, default_text or redacted(default), amqp_url_problem,
                 "your RabbitMQ", "amqp://guest:guest@localhost:5672//")
 
 
