@@ -33,7 +33,7 @@ from common import run_and_report  # noqa: E402  (bench/common.py)
 
 
 SAVED = ROOT / "bench/results/07_pools.json"
-CPU_TASKS, ROUNDS, IO_SECONDS = 4, 10_000, 0.5   # an FFT task of ≈ 0.35 s: the work, not the overhead
+CPU_TASKS, ROUNDS, IO_SECONDS = 4, 10_000, 0.5   # an FFT task of 0.3-0.8 s: the work, not overhead
 FULL = {"cpu": [1, 2, 4], "io": [1, 4, 16, 64]}
 SHORT = {"cpu": [2], "io": [4]}
 MAX_PROCESSES = 16     # prefork at 64 would be 64 processes of ~60 MB each: left out
@@ -90,11 +90,11 @@ def measure(levels: dict, rounds: int, warmup: bool) -> dict:
 
 
 def one_slot_cases(runs, tasks) -> tuple[dict, dict]:
-    """Green pools at concurrency 1 ran about one task per 1.5 s, whatever the task: one worker
+    """Green pools at concurrency 1 ran about one task per 1.5-2 s, whatever the task: one worker
     each with the lessons' prefetch multiplier (1: one message at a time) and with 32, the same
     4 × io_wait(0.1) to each; seconds per task. (Celery runs green pools without its event loop;
-    kombu's Redis transport then stops asking for messages while every prefetch slot is taken
-    and looks again only when its poll times out, not when the task is acknowledged.)"""
+    with its one slot taken, the consumer waits out its 2 s `drain_events` poll before it takes
+    the next message, however early the task ended: see README, Pools.)"""
     setups, cases = {}, {}
     for pool in pools():
         if pool in ("gevent", "eventlet"):
