@@ -75,11 +75,11 @@ def measure(levels: dict, rounds: int, warmup: bool) -> dict:
             tasks_io = max(4, 2 * count)
             cases[f"io {pool} {count}"] = lambda s=setup, n=tasks_io: runs.batch(
                 s, [tasks.io_wait.s(IO_SECONDS)] * n)[0]
-    one_slot = one_slot_cases(runs, tasks) if levels is FULL else ({}, {})
-    with runs.started(list(setups.values()) + list(one_slot[0].values()), timeout=180):
+    one_slot_setups, one_slot = one_slot_cases(runs, tasks) if levels is FULL else ({}, {})
+    with runs.started(list(setups.values()) + list(one_slot_setups.values()), timeout=180):
         found = runs.interleaved(cases, rounds, warmup=warmup)
         per_task = {label: statistics.median(seconds) for label, seconds
-                    in runs.interleaved(one_slot[1], rounds, warmup=warmup).items()}
+                    in runs.interleaved(one_slot, rounds, warmup=warmup).items()}
     ratios = {}
     for kind in ("cpu", "io"):
         kind_found = {label: values for label, values in found.items() if label.startswith(kind)}

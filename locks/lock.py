@@ -259,11 +259,11 @@ class Lock(redis.lock.Lock):
 
     def do_acquire(self, token) -> bool:
         ttl_ms = _ttl_ms(self.timeout, self.name)
-        sent_at = time.monotonic() if self.auto_renewal else None
+        sent_at = time.monotonic()
         fence = self._run(self.lua_acquire, 2, self.name, self.fence_counter_key, token, ttl_ms)
         if not fence:
             return False
-        ends_at = lease_end(sent_at, self.timeout) if sent_at is not None else None
+        ends_at = lease_end(sent_at, self.timeout) if self.auto_renewal else None
         self.local.lease = Lease(token, int(fence), ends_at)
         return True
 
