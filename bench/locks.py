@@ -201,9 +201,9 @@ def handoffs_ms(url: str, makers: dict, handoffs: int, orders: random.Random
                 ) -> dict[str, list[float]]:
     """Per lock, per handoff: from the holder's release until the waiter (blocked in acquire)
     holds it. Interleaved: each handoff goes to every lock in a new random order, so that a slow
-    moment of the machine falls on them all alike. (Measured in one block of 40 per lock,
-    python-redis-lock once came out ahead of the fair lock, 0.3 against 0.5 ms; interleaved,
-    it was behind in each of 11 runs.)"""
+    moment of the machine falls on them all alike. (Measured in one block of 40 per lock, a lock
+    that was ahead in every interleaved run once came out behind: one block had fallen on a
+    slow moment.)"""
     pairs = {}
     for label, make in makers.items():
         name = f"bench:handoff:{os.urandom(4).hex()}"
