@@ -9,6 +9,8 @@ import argparse
 import contextlib
 import math
 import os
+import signal
+import threading
 
 import celery.exceptions
 import redis
@@ -82,6 +84,41 @@ def sent(results: list) -> list:
     return results
 
 
+@contextlib.contextmanager
+def ctrl_c_held():
+    """While inside, a first Ctrl-C waits: it raises KeyboardInterrupt once the block is done.
+
+    For sending: a Ctrl-C that lands inside apply_async after the message has left would lose
+    the task's id — the task runs, and the producer says nothing was sent. Held, it lands once
+    the id is remembered. A second Ctrl-C raises at once (a broker that stopped answering).
+    Outside the main thread, where Python delivers no signal, it changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+
+    def hold_the_first(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold_the_first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+def send_and_remember(send_one):
+    """`send_one()` — an apply_async or a delay — with Ctrl-C held until its result is
+    remembered for interrupted(); returns that result."""
+    with ctrl_c_held():
+        return sent([send_one()])[0]
+
+
 def stop_waiting(results) -> None:
     # Unsubscribe now: left to interpreter shutdown, Celery's clean-up prints a traceback.
     for result in results:
@@ -142,7 +179,7 @@ def wait_for(result, timeout: float):
 
 def send(signature, options):
     """Send one task; print its id (--no-wait) or its result."""
-    result = sent([signature.apply_async()])[0]
+    result = send_and_remember(signature.apply_async)
     if options.no_wait:
         print(result.id)
         return None

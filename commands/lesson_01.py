@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import celery
@@ -16,8 +17,9 @@ import celery.exceptions
 
 import tasks
 from commands.common import (EXIT_NO_WORKER, EXIT_TASK_FAILED, MAX_TASKS, START_A_WORKER,
-                             InvokerError, any_worker_answers, non_negative_float, positive_int,
-                             send, sent, stop_waiting, wait_for)
+                             InvokerError, any_worker_answers, ctrl_c_held, non_negative_float,
+                             positive_int, send, send_and_remember, sent, stop_waiting,
+                             wait_for)
 
 
 def run_add(options):
@@ -44,7 +46,8 @@ def run_mail(options):
     """Fill the outbox with --count emails and send one task per email."""
     tasks.outbox.fill(options.count)
     task = tasks.send_mail_from_queue_locked if options.locked else tasks.send_mail_from_queue
-    results = sent([task.delay(options.pause) for _ in range(options.count)])
+    results = [send_and_remember(functools.partial(task.delay, options.pause))
+               for _ in range(options.count)]
     print(f"outbox: {options.count} pending emails; sent {len(results)} {task.name[6:]} tasks")
     if options.no_wait:
         return None
@@ -63,8 +66,9 @@ def run_mail(options):
 def run_burst(options):
     """N tiny tasks at once, as a Celery group; throughput from the producer's point of view."""
     started = time.perf_counter()
-    group_result = celery.group(tasks.add.s(i, i) for i in range(options.count)).apply_async()
-    sent(group_result.results)
+    with ctrl_c_held():   # a Ctrl-C while sending lands once the group's ids are remembered
+        group_result = celery.group(tasks.add.s(i, i) for i in range(options.count)).apply_async()
+        sent(group_result.results)
     if options.no_wait:
         print(f"sent {options.count} tasks (group {group_result.id})")
         return None

@@ -5,16 +5,18 @@
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import tasks
-from commands.common import InvokerError, non_negative_float, sent, wait_for
+from commands.common import InvokerError, non_negative_float, send_and_remember, wait_for
 
 
 def run_target(options):
     """One run_on_target task per TARGET, all at once: a busy target makes its task retry later."""
-    results = sent([tasks.run_on_target.delay(target, options.seconds)
-                    for target in options.targets])
+    results = [send_and_remember(functools.partial(tasks.run_on_target.delay, target,
+                                                   options.seconds))
+               for target in options.targets]
     if options.no_wait:
         print("\n".join(result.id for result in results))
         return None

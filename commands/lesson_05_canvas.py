@@ -20,8 +20,8 @@ from celery import chain, chord
 
 import tasks
 from commands.common import (EXIT_NO_WORKER, EXIT_TASK_FAILED, EXIT_USAGE, START_A_WORKER,
-                             InvokerError, any_worker_answers, number_of_seconds, send, sent,
-                             stop_waiting, stop_waiting_for_everything, wait_for,
+                             InvokerError, any_worker_answers, number_of_seconds, send,
+                             send_and_remember, stop_waiting, stop_waiting_for_everything, wait_for,
                              whole_number)
 from tasklib.canvas import failures_logged
 
@@ -58,7 +58,7 @@ def run_chain(options):
     _check_count(numbers, 2, "chain")
     links = [tasks.divide.s(numbers[0], numbers[1])] + [tasks.divide.s(n) for n in numbers[2:]]
     print(" | ".join(f"divide({', '.join(map(str, link.args))})" for link in links))
-    result = sent([chain(*links).apply_async()])[0]
+    result = send_and_remember(chain(*links).apply_async)
     results = _links_of(result)
     if options.no_wait:
         stop_waiting(results)
@@ -113,7 +113,7 @@ def run_chord(options):
     header = [tasks.divide.s(1, n) for n in numbers]
     body = tasks.xsum.s().on_error(tasks.record_failure.s())
     print("chord: " + ", ".join(f"divide(1, {n})" for n in numbers) + " → xsum")
-    result = sent([chord(header)(body)])[0]
+    result = send_and_remember(lambda: chord(header)(body))
     if options.no_wait:
         stop_waiting_for_everything(result.backend)
         print(result.id)
@@ -138,7 +138,7 @@ def run_retry(options):
     """A task that fails FAILURES times with ConnectionError; print each attempt as it happens."""
     signature, about = _retry_signature(options)
     print(about)
-    result = sent([signature.apply_async()])[0]
+    result = send_and_remember(signature.apply_async)
     if options.no_wait:
         stop_waiting([result])
         print(result.id)

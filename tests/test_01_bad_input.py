@@ -213,6 +213,33 @@ def test_11_ctrl_c_while_waiting_says_where_the_task_is(workers, redis_client):
     assert state in {"PENDING", "STARTED", "SUCCESS"}, line
 
 
+def test_11_a_ctrl_c_just_after_the_message_left_still_says_where_the_task_is(monkeypatch):
+    """Forced, where test_11 met it once on a busy machine: Ctrl-C lands inside apply_async
+    after the message has left (Celery's after_task_publish signal presses it), before
+    apply_async has returned the task's id. The producer must not say nothing was sent."""
+    import argparse
+
+    from celery.signals import after_task_publish
+
+    import tasks
+    from commands import common
+
+    monkeypatch.setattr(common, "SENT", [])
+
+    def press_ctrl_c(**_):
+        os.kill(os.getpid(), signal.SIGINT)
+
+    after_task_publish.connect(press_ctrl_c, weak=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            common.send(tasks.add.s(2, 3), argparse.Namespace(no_wait=True, timeout=5))
+    finally:
+        after_task_publish.disconnect(press_ctrl_c)
+    assert len(common.SENT) == 1, "the task left, but its id was lost"
+    line = common.interrupted()
+    assert line.startswith(f"interrupted: task {common.SENT[0].id} is "), line
+
+
 def test_12_redis_server_refuses_a_port_out_of_range_in_one_line():
     done, _ = run([PY, "-m", "labkit.redis_server", "--port", "99999"])
     assert done.returncode == 2
