@@ -76,6 +76,7 @@ def any_worker_answers(timeout: float = 1.0) -> bool:
 
 
 SENT: list = []   # every result this run sent (send, mail, target, burst): Ctrl-C reports them
+SENDING: list = []   # non-empty while a send was cut short by a second Ctrl-C: it may have left
 
 
 def sent(results: list) -> list:
@@ -86,20 +87,24 @@ def sent(results: list) -> list:
 
 @contextlib.contextmanager
 def ctrl_c_held():
-    """While inside, a first Ctrl-C waits: it raises KeyboardInterrupt once the block is done.
+    """While inside, a first Ctrl-C waits: it reaches the usual handler once the block is done.
 
     For sending: a Ctrl-C that lands inside apply_async after the message has left would lose
     the task's id — the task runs, and the producer says nothing was sent. Held, it lands once
-    the id is remembered. A second Ctrl-C raises at once (a broker that stopped answering).
-    Outside the main thread, where Python delivers no signal, it changes nothing.
+    the id is remembered. A second Ctrl-C raises at once (a broker that stopped answering), and
+    interrupted() then says the task may have left. If the block raises, that error wins over a
+    held Ctrl-C. Where SIGINT is ignored, not Python's, or cannot be handled (outside the main
+    thread), it is left alone.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or \
+            not callable(signal.getsignal(signal.SIGINT)):
         yield
         return
-    pressed = []
+    pressed, restoring = [], []
 
     def hold_the_first(signum, frame):
-        if pressed:
+        if pressed and not restoring:   # restoring: signal.signal() below runs pending handlers
+            SENDING.append(True)
             raise KeyboardInterrupt
         pressed.append(signum)
 
@@ -107,9 +112,10 @@ def ctrl_c_held():
     try:
         yield
     finally:
+        restoring.append(True)
         signal.signal(signal.SIGINT, previous)
     if pressed:
-        raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)   # the usual handler decides what Ctrl-C does
 
 
 def send_and_remember(send_one):
@@ -142,6 +148,9 @@ def stop_waiting_for_everything(backend=None) -> None:
 def interrupted() -> str:
     """After Ctrl-C: stop waiting, and say where the tasks sent so far really are."""
     stop_waiting(SENT)
+    if SENDING:
+        cut = "interrupted while sending a task, which may have left"
+        return cut if not SENT else f"{cut}; {len(SENT)} sent before it go on without you"
     if not SENT:
         return "interrupted before any task was sent"
     if len(SENT) > 20:   # reading every state would keep the user waiting after Ctrl-C

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import threading
 import time
@@ -21,7 +22,7 @@ from celery import states
 import tasks
 from commands.common import (EXIT_INTERRUPTED, EXIT_NO_WORKER, EXIT_TASK_FAILED, EXIT_USAGE,
                              START_A_WORKER, InvokerError, any_worker_answers, positive_int,
-                             wait_for)
+                             send_and_remember, wait_for)
 from tasklib.progress import MAX_FFT_ROUNDS, check_fft_rounds, check_spectrum, request_cancel
 
 CANCEL_WAIT = 5.0   # seconds Ctrl-C waits for the tasks to stop: a reporting task needs 0.2
@@ -173,7 +174,8 @@ def outcome_of(result) -> dict:
 
 def run_fft(options):
     """--tasks fft_random tasks at once, a live bar each; prints each result."""
-    results = [tasks.fft_random.delay(options.n) for _ in range(options.tasks)]
+    results = [send_and_remember(functools.partial(tasks.fft_random.delay, options.n))
+               for _ in range(options.tasks)]
     if options.no_wait:
         print("\n".join(result.id for result in results))
         return None
@@ -191,9 +193,9 @@ def run_spectrum(options):
                              options.sample_rate, options.noise)
     except ValueError as error:
         raise InvokerError(f"{error} — see `python invoker.py spectrum --help`", EXIT_USAGE) from None
-    result = tasks.spectrum.delay(options.tones, frames=options.frames,
-                                  frame_size=options.frame_size, sample_rate=options.sample_rate,
-                                  noise=options.noise, seed=options.seed)
+    result = send_and_remember(functools.partial(
+        tasks.spectrum.delay, options.tones, frames=options.frames, frame_size=options.frame_size,
+        sample_rate=options.sample_rate, noise=options.noise, seed=options.seed))
     if options.no_wait:
         print(result.id)
         return None
