@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
 
+import celery.exceptions
 from celery import chain, chord
 
 import tasks
@@ -64,12 +66,14 @@ def run_chain(options):
         stop_waiting(results)
         print("\n".join(link.id for link in results))
         return None
+    deadline = time.monotonic() + options.timeout
     try:
         value = wait_for(result, options.timeout)
     except InvokerError as error:
         if error.code != EXIT_TASK_FAILED:
             raise
         value = None
+    _wait_for_every_link(results, deadline)
     stop_waiting(results)
     failed = _print_links(results, numbers)
     if failed is not None:
@@ -89,12 +93,27 @@ def _links_of(result) -> list:
     return found[::-1]
 
 
+def _wait_for_every_link(results: list, deadline: float) -> None:
+    """Wait until every link is done, not only the last.
+
+    A worker sends a chain's next link before it stores the result of the link it ran (so that
+    the stored result can name its children, celery/app/trace.py). On a busy machine the last
+    link can be done while an earlier one still reads STARTED for a moment.
+    """
+    for link in results:
+        if not link.ready():
+            with contextlib.suppress(celery.exceptions.TimeoutError):
+                link.get(timeout=max(0.1, deadline - time.monotonic()), propagate=False)
+
+
 def _print_links(results: list, numbers: list) -> int | None:
     """One line per link; the index of the first failed link, or None."""
     failed = None
     for index, link in enumerate(results):
         shown = f"divide({numbers[0]}, {numbers[1]})" if index == 0 else f"divide(·, {numbers[index + 1]})"
-        if link.successful():
+        if not link.ready():
+            print(f"  {index + 1:>3}  {shown:<24} still {link.state} after --timeout")
+        elif link.successful():
             print(f"  {index + 1:>3}  {shown:<24} = {link.result!r:<22} on {link.worker}")
         elif failed is None:
             failed = index

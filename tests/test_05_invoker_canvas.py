@@ -75,3 +75,33 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_is_sent(run_invoker, a
     assert done.returncode == 2 and done.stdout == ""
     line = one_line(done.stderr)
     assert line.startswith("error: ") and message in line and "--help" in line
+
+
+def test_chain_waits_for_an_earlier_link_still_storing_its_result(capsys):
+    """Forced: a worker sends a chain's next link before it stores its own result (Celery's
+    trace.py), so the last link can be done while link 1 still reads STARTED. Here link 1's
+    SUCCESS is stored 0.3 s after link 2's: the chain must print it as done, not as failed."""
+    import threading
+    import time
+    import uuid
+
+    import tasks
+    from commands.common import stop_waiting
+    from commands.lesson_05_canvas import _print_links, _wait_for_every_link
+
+    backend = tasks.app.backend
+    first, last = str(uuid.uuid4()), str(uuid.uuid4())
+    backend.store_result(first, {"pid": 1, "hostname": "worker1@here"}, "STARTED")
+    backend.store_result(last, 10.0, "SUCCESS")
+    late = threading.Timer(0.3, backend.store_result, (first, 20.0, "SUCCESS"))
+    late.start()
+    links = [tasks.app.AsyncResult(first)]
+    links.append(tasks.app.AsyncResult(last, parent=links[0]))
+    try:
+        _wait_for_every_link(links, time.monotonic() + 10)
+        failed = _print_links(links, [100, 5, 2])
+    finally:
+        late.join(timeout=5)
+        stop_waiting(links)
+    assert failed is None, capsys.readouterr().out
+    assert re.search(r"1  divide\(100, 5\)\s+= 20\.0", capsys.readouterr().out)
