@@ -128,14 +128,18 @@ def _ttls(db, keys) -> list[int]:
 # --- Celery's canvas, and a failing member ----------------------------------------------------
 
 def chain_links(result, timeout: float = WAIT) -> list[dict]:
-    """Each link of a chain, first to last, once the last one is ready: task, state, result."""
-    _wait(result.ready, timeout, "the chain's last link")
-    links = []
+    """Each link of a chain, first to last, once every link is ready: task, state, result.
+
+    Every link, not only the last: a worker sends a chain's next link before it stores the
+    result of the one it ran, so the last can be ready while an earlier one still reads STARTED.
+    """
+    results = []
     while result is not None:
-        links.append({"id": result.id, "task": result.name, "state": result.state,
-                      "result": result.result, "worker": result.worker})
+        results.append(result)
         result = result.parent
-    return links[::-1]
+    _wait(lambda: all(link.ready() for link in results), timeout, "every link of the chain")
+    return [{"id": link.id, "task": link.name, "state": link.state, "result": link.result,
+             "worker": link.worker} for link in reversed(results)]
 
 
 def failing_chain(timeout: float = WAIT) -> dict:
