@@ -45,6 +45,7 @@ import os
 import random
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -217,7 +218,6 @@ def handoffs_ms(url: str, makers: dict, handoffs: int, orders: random.Random
 
 
 def one_handoff_ms(holder, waiter) -> float:
-    import threading
     (acquire, release), (waiter_acquire, waiter_release) = holder, waiter
     acquire()
     got = []

@@ -118,11 +118,11 @@ def ctrl_c_held():
         signal.raise_signal(signal.SIGINT)   # the usual handler decides what Ctrl-C does
 
 
-def send_and_remember(send_one):
-    """`send_one()` — an apply_async or a delay — with Ctrl-C held until its result is
-    remembered for interrupted(); returns that result."""
+def send_and_remember(send_one, *args, **kwargs):
+    """`send_one(*args, **kwargs)` — an apply_async or a delay — with Ctrl-C held until its
+    result is remembered for interrupted(); returns that result."""
     with ctrl_c_held():
-        return sent([send_one()])[0]
+        return sent([send_one(*args, **kwargs)])[0]
 
 
 def stop_waiting(results) -> None:

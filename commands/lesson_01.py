@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 
 import celery
@@ -46,8 +45,7 @@ def run_mail(options):
     """Fill the outbox with --count emails and send one task per email."""
     tasks.outbox.fill(options.count)
     task = tasks.send_mail_from_queue_locked if options.locked else tasks.send_mail_from_queue
-    results = [send_and_remember(functools.partial(task.delay, options.pause))
-               for _ in range(options.count)]
+    results = [send_and_remember(task.delay, options.pause) for _ in range(options.count)]
     print(f"outbox: {options.count} pending emails; sent {len(results)} {task.name[6:]} tasks")
     if options.no_wait:
         return None

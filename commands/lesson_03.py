@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import functools
 import time
 
 import tasks
@@ -14,8 +13,7 @@ from commands.common import InvokerError, non_negative_float, send_and_remember,
 
 def run_target(options):
     """One run_on_target task per TARGET, all at once: a busy target makes its task retry later."""
-    results = [send_and_remember(functools.partial(tasks.run_on_target.delay, target,
-                                                   options.seconds))
+    results = [send_and_remember(tasks.run_on_target.delay, target, options.seconds)
                for target in options.targets]
     if options.no_wait:
         print("\n".join(result.id for result in results))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import signal
 import threading
 import time
@@ -174,8 +173,7 @@ def outcome_of(result) -> dict:
 
 def run_fft(options):
     """--tasks fft_random tasks at once, a live bar each; prints each result."""
-    results = [send_and_remember(functools.partial(tasks.fft_random.delay, options.n))
-               for _ in range(options.tasks)]
+    results = [send_and_remember(tasks.fft_random.delay, options.n) for _ in range(options.tasks)]
     if options.no_wait:
         print("\n".join(result.id for result in results))
         return None
@@ -193,9 +191,9 @@ def run_spectrum(options):
                              options.sample_rate, options.noise)
     except ValueError as error:
         raise InvokerError(f"{error} — see `python invoker.py spectrum --help`", EXIT_USAGE) from None
-    result = send_and_remember(functools.partial(
-        tasks.spectrum.delay, options.tones, frames=options.frames, frame_size=options.frame_size,
-        sample_rate=options.sample_rate, noise=options.noise, seed=options.seed))
+    result = send_and_remember(tasks.spectrum.delay, options.tones, frames=options.frames,
+                               frame_size=options.frame_size, sample_rate=options.sample_rate,
+                               noise=options.noise, seed=options.seed)
     if options.no_wait:
         print(result.id)
         return None

@@ -132,7 +132,7 @@ def run_chord(options):
     header = [tasks.divide.s(1, n) for n in numbers]
     body = tasks.xsum.s().on_error(tasks.record_failure.s())
     print("chord: " + ", ".join(f"divide(1, {n})" for n in numbers) + " → xsum")
-    result = send_and_remember(lambda: chord(header)(body))
+    result = send_and_remember(chord(header), body)
     if options.no_wait:
         stop_waiting_for_everything(result.backend)
         print(result.id)

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -58,8 +57,7 @@ def a_moment(text: str) -> datetime:
 def run_eta(options):
     """send_reminder at a chosen time; when it ran, against when it was due."""
     eta = options.at or datetime.now(timezone.utc) + timedelta(seconds=options.seconds)
-    result = send_and_remember(functools.partial(tasks.send_reminder.apply_async, [options.text],
-                                                 eta=eta))
+    result = send_and_remember(tasks.send_reminder.apply_async, [options.text], eta=eta)
     due = eta.timestamp()
     print(f"sent send_reminder {result.id}, due at {clock(due)} (in {due - time.time():.1f} s)")
     if due - time.time() > visibility_timeout():
@@ -81,9 +79,8 @@ def run_timelimit(options):
                            "timelimit --help`", EXIT_USAGE)
     limits = {key: value for key, value in (("soft_time_limit", options.soft),
                                             ("time_limit", options.hard)) if value}
-    result = send_and_remember(functools.partial(
-        tasks.export_batch.apply_async, [options.items, options.item_seconds, CLEANUP_SECONDS],
-        **limits))
+    result = send_and_remember(tasks.export_batch.apply_async,
+                               [options.items, options.item_seconds, CLEANUP_SECONDS], **limits)
     shown = (", ".join(f"{key}={value:g}" for key, value in limits.items()) or
              f"no limit but the task's own (time_limit={tasks.export_batch.time_limit})")
     print(f"sent export_batch {result.id}: {options.items} items of {options.item_seconds:g} s, "
@@ -115,14 +112,14 @@ def run_route(options):
     """Flood "slow" with reports, then send emails by their route (or into "slow"); their waits."""
     email_queue = "slow" if options.one_queue else "fast"
     for _ in range(options.reports):
-        send_and_remember(functools.partial(tasks.monthly_report.delay, options.report_seconds))
+        send_and_remember(tasks.monthly_report.delay, options.report_seconds)
     emails = []
     for number in range(options.emails):
         sent_at = time.time()
         # No queue named: task_routes sends it to "fast". Named, it overrides the route.
         where = {"queue": "slow"} if options.one_queue else {}
-        emails.append((sent_at, send_and_remember(functools.partial(
-            tasks.send_reset_email.apply_async, [f"user{number}"], **where))))
+        emails.append((sent_at, send_and_remember(tasks.send_reset_email.apply_async,
+                                                  [f"user{number}"], **where)))
     print(f"sent {options.reports} monthly_report to queue 'slow', then {options.emails} "
           f"send_reset_email to queue {email_queue!r}" +
           (" (no fast lane: behind the reports)" if options.one_queue else " (its route)"))
